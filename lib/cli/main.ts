@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+import { InputError, UsageError } from './args';
+
+/** A sub-command: resolves to the process exit code. Loaded on demand so each command starts fast. */
+type Command = { summary: string; usage: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> };
+
+const COMMANDS: Record<string, Command> = {};
+
+export function registerCommand(name: string, command: Command): void {
+  COMMANDS[name] = command;
+}
+
+function usage(): string {
+  const lines = ['usage: clara-dicom <command> [options]', '', 'commands:'];
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${c.usage.padEnd(72)} ${c.summary}`);
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage() + '\n');
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`clara-dicom: unknown command "${name}"\n${usage()}\n`);
+    return 2;
+  }
+  try {
+    const mod = await command.load();
+    return await mod.run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`clara-dicom ${name}: ${err.message}\nusage: clara-dicom ${command.usage}\n`);
+      return 2;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`clara-dicom ${name}: ${message.split('\n')[0]}\n`);
+    if (!(err instanceof InputError) && process.env.CLARA_DICOM_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    return 1;
+  }
+}
+
+// Command registry: one line per command, each implemented in its own module under lib/cli/.
+registerCommand('parse', {
+  usage: 'parse <dicom-dir> <out-dir> [--format nifti|nifti-gz|mhd]',
+  summary: 'convert every image series of a folder into volumes plus Clara metadata',
+  load: () => import('./parse'),
+});
+registerCommand('phantom', {
+  usage: 'phantom <out-dir> [--size N] [--slices N] [--seed N]',
+  summary: 'write a synthetic brain MR study and its ground-truth tumour mask',
+  load: () => import('./phantom'),
+});
+registerCommand('demo', {
+  usage: 'demo [--work-dir DIR] [--size N] [--slices N]',
+  summary: 'send the bundled phantom study over DICOM to clara-dicom-in and parse it',
+  load: () => import('./demo'),
+});
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`clara-dicom: ${(err as Error).message}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,11 @@
+/** lib/dicom: reading, writing and decoding DICOM Part 10 files, with no framework attached. */
+export { DicomDataset, type DicomElement, isTextVr } from './dataset';
+export { entryForKeyword, entryForTag, keywordOf, resolveTag, type DictionaryEntry } from './dictionary';
+export { DicomParseError, parseDicom, readDicomHeader, type DicomFile, type PixelDataLocation } from './reader';
+export { decodeFrames, frameByteLength, isSupportedTransferSyntax, pixelModuleOf, splitFrames, type PixelModule } from './pixels';
+export { Tag, formatTag, parseTag } from './tags';
+export { SopClass, TransferSyntax, generateUid, isValidUid } from './uids';
+export {
+  encodeDataset, encodeFileMeta, encodePart10, formatDecimalString, writeDicomFile, writeFileAtomic,
+  type WriteDataset, type WriteValue,
+} from './writer';

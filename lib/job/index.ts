@@ -1,0 +1,182 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { join, resolve, sep } from 'node:path';
+import { writeFileAtomic } from '../dicom/writer';
+import { isValidUid } from '../dicom/uids';
+
+/** The lifecycle of a study job; later stages add their own states after "received". */
+export type JobState = 'receiving' | 'received' | 'parsing' | 'parsed' | 'selected' | 'inferring' | 'inferred' | 'writing' | 'sending' | 'done' | 'failed';
+
+export interface JobError {
+  at: string;
+  stage: string;
+  message: string;
+}
+
+export interface JobRecord {
+  id: string;
+  state: JobState;
+  studyInstanceUID: string;
+  callingAE?: string;
+  calledAE?: string;
+  /** The peer's address, as the SCP saw it. */
+  remoteAddress?: string;
+  counts: {
+    instances: number;
+    series?: number;
+    rejected?: number;
+    [name: string]: number | undefined;
+  };
+  createdAt: string;
+  updatedAt: string;
+  /** When each stage started or finished, by stage name ("received", "parsed", ...). */
+  timestamps: Record<string, string>;
+  errors: JobError[];
+}
+
+/** What travels in msg.job: enough to find the job on disk, never its pixel data. */
+export interface JobRef {
+  id: string;
+  dir: string;
+  studyInstanceUID: string;
+}
+
+export const JOB_FILE = 'job.json';
+export const DICOM_DIR = 'dicom';
+
+const JOB_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export class JobPathError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'JobPathError';
+  }
+}
+
+/** The default work root, beside the Node-RED user directory's other files. */
+export function defaultWorkRoot(userDir: string): string {
+  return join(userDir, 'clara-dicom', 'jobs');
+}
+
+export function newJobId(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `${stamp}-${randomBytes(4).toString('hex')}`;
+}
+
+/**
+ * The file name an instance is stored under. It is derived from the SOP Instance UID only after the
+ * UID is checked, so a crafted UID ("../../x") can never name a path outside the job folder.
+ */
+export function instanceFileName(sopInstanceUID: string): string {
+  if (!isValidUid(sopInstanceUID)) {
+    throw new JobPathError(`invalid SOP Instance UID ${JSON.stringify(sopInstanceUID.slice(0, 80))}: only digits and dots, at most 64 characters`);
+  }
+  return `${sopInstanceUID}.dcm`;
+}
+
+/** Resolves a path inside a folder and refuses anything that would land outside it. */
+export function insideDir(dir: string, ...parts: string[]): string {
+  const base = resolve(dir);
+  const target = resolve(base, ...parts);
+  if (target !== base && !target.startsWith(base + sep)) throw new JobPathError(`path ${parts.join('/')} escapes ${base}`);
+  return target;
+}
+
+export function jobFilePath(jobDir: string): string {
+  return join(jobDir, JOB_FILE);
+}
+
+export function readJob(jobDir: string): JobRecord {
+  return JSON.parse(readFileSync(jobFilePath(jobDir), 'utf8')) as JobRecord;
+}
+
+export function writeJob(jobDir: string, record: JobRecord): void {
+  writeFileAtomic(jobFilePath(jobDir), Buffer.from(JSON.stringify(record, null, 2) + '\n'));
+}
+
+/** Read-modify-write of job.json. Each job is driven by one flow at a time, so no lock is needed. */
+export function updateJob(jobDir: string, change: (record: JobRecord) => void): JobRecord {
+  const record = readJob(jobDir);
+  change(record);
+  record.updatedAt = new Date().toISOString();
+  writeJob(jobDir, record);
+  return record;
+}
+
+export function setJobState(jobDir: string, state: JobState, stage: string = state): JobRecord {
+  return updateJob(jobDir, (r) => {
+    r.state = state;
+    r.timestamps[stage] = new Date().toISOString();
+  });
+}
+
+export function recordJobError(jobDir: string, stage: string, message: string, fail = false): JobRecord {
+  return updateJob(jobDir, (r) => {
+    r.errors.push({ at: new Date().toISOString(), stage, message });
+    if (fail) r.state = 'failed';
+  });
+}
+
+/** Job folders under one work root. */
+export class JobStore {
+  readonly root: string;
+
+  constructor(workRoot: string) {
+    this.root = resolve(workRoot);
+    mkdirSync(this.root, { recursive: true });
+  }
+
+  dirOf(jobId: string): string {
+    if (!JOB_ID_PATTERN.test(jobId)) throw new JobPathError(`invalid job id ${JSON.stringify(jobId)}`);
+    return insideDir(this.root, jobId);
+  }
+
+  create(init: { studyInstanceUID: string; callingAE?: string; calledAE?: string; remoteAddress?: string; state?: JobState; id?: string }): JobRecord {
+    const id = init.id ?? newJobId();
+    const dir = this.dirOf(id);
+    mkdirSync(join(dir, DICOM_DIR), { recursive: true });
+    const now = new Date().toISOString();
+    const record: JobRecord = {
+      id,
+      state: init.state ?? 'receiving',
+      studyInstanceUID: init.studyInstanceUID,
+      callingAE: init.callingAE,
+      calledAE: init.calledAE,
+      remoteAddress: init.remoteAddress,
+      counts: { instances: 0 },
+      createdAt: now,
+      updatedAt: now,
+      timestamps: { created: now },
+      errors: [],
+    };
+    writeJob(dir, record);
+    return record;
+  }
+
+  ref(record: JobRecord): JobRef {
+    return { id: record.id, dir: this.dirOf(record.id), studyInstanceUID: record.studyInstanceUID };
+  }
+
+  list(): JobRecord[] {
+    const out: JobRecord[] = [];
+    for (const name of readdirSync(this.root)) {
+      if (!JOB_ID_PATTERN.test(name)) continue;
+      const dir = join(this.root, name);
+      if (!existsSync(jobFilePath(dir))) continue;
+      try {
+        out.push(readJob(dir));
+      } catch {
+        // a job.json being replaced right now; the next listing sees it
+      }
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+}
+
+/** Folder of a job for one operator's output, created on demand. */
+export function operatorDir(jobDir: string, operator: string): string {
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(operator)) throw new JobPathError(`invalid operator folder name ${JSON.stringify(operator)}`);
+  const dir = join(jobDir, operator);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}

@@ -1,0 +1,125 @@
+import { readFileSync } from 'node:fs';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { writeFileAtomic } from '../dicom/writer';
+import { BYTES_PER_VOXEL, Matrix4, Volume, VoxelType, allocateVoxels } from './types';
+
+const NIFTI_CODES: Record<VoxelType, number> = {
+  uint8: 2, int16: 4, int32: 8, float32: 16, float64: 64, int8: 256, uint16: 512, uint32: 768,
+};
+const TYPE_BY_CODE = new Map<number, VoxelType>(Object.entries(NIFTI_CODES).map(([t, c]) => [c, t as VoxelType]));
+const HEADER_SIZE = 348;
+const VOX_OFFSET = 352;
+/** NIFTI_XFORM_SCANNER_ANAT: the sform and qform give scanner coordinates. */
+const XFORM_SCANNER_ANAT = 1;
+const NIFTI_UNITS_MM = 2;
+
+/**
+ * The NIfTI quaternion form of an affine (NIfTI-1 nifti_mat44_to_quatern): qfac, b, c, d, offsets and
+ * voxel sizes. Readers that trust the qform over the sform then see the same geometry.
+ */
+function toQuaternion(m: Matrix4): { b: number; c: number; d: number; qfac: number; pixdim: [number, number, number] } {
+  let r = [0, 1, 2].map((row) => [0, 1, 2].map((col) => m[row][col]));
+  const pixdim = [0, 1, 2].map((col) => Math.hypot(r[0][col], r[1][col], r[2][col]) || 1) as [number, number, number];
+  r = r.map((row) => row.map((v, col) => v / pixdim[col]));
+  const det =
+    r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) -
+    r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0]) +
+    r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
+  let qfac = 1;
+  if (det < 0) {
+    qfac = -1;
+    for (let row = 0; row < 3; row++) r[row][2] = -r[row][2];
+  }
+  const [[r11, r12, r13], [r21, r22, r23], [r31, r32, r33]] = r;
+  let a = r11 + r22 + r33 + 1;
+  let b: number, c: number, d: number;
+  if (a > 0.5) {
+    a = 0.5 * Math.sqrt(a);
+    b = (0.25 * (r32 - r23)) / a;
+    c = (0.25 * (r13 - r31)) / a;
+    d = (0.25 * (r21 - r12)) / a;
+  } else {
+    const xd = 1 + r11 - (r22 + r33);
+    const yd = 1 + r22 - (r11 + r33);
+    const zd = 1 + r33 - (r11 + r22);
+    if (xd > 1) {
+      b = 0.5 * Math.sqrt(xd); c = (0.25 * (r12 + r21)) / b; d = (0.25 * (r13 + r31)) / b; a = (0.25 * (r32 - r23)) / b;
+    } else if (yd > 1) {
+      c = 0.5 * Math.sqrt(yd); b = (0.25 * (r12 + r21)) / c; d = (0.25 * (r23 + r32)) / c; a = (0.25 * (r13 - r31)) / c;
+    } else {
+      d = 0.5 * Math.sqrt(zd); b = (0.25 * (r13 + r31)) / d; c = (0.25 * (r23 + r32)) / d; a = (0.25 * (r21 - r12)) / d;
+    }
+    if (a < 0) { b = -b; c = -c; d = -d; }
+  }
+  return { b, c, d, qfac, pixdim };
+}
+
+/** Encodes a volume as a single-file NIfTI-1 image (.nii): header, 4 bytes of extension flag, voxels. */
+export function encodeNifti(volume: Volume): Buffer {
+  const [nx, ny, nz] = volume.dims;
+  const header = Buffer.alloc(VOX_OFFSET);
+  header.writeInt32LE(HEADER_SIZE, 0);
+  header.writeInt16LE(3, 40);
+  header.writeInt16LE(nx, 42);
+  header.writeInt16LE(ny, 44);
+  header.writeInt16LE(nz, 46);
+  for (let i = 4; i <= 7; i++) header.writeInt16LE(1, 40 + 2 * i);
+  header.writeInt16LE(NIFTI_CODES[volume.type], 70);
+  header.writeInt16LE(BYTES_PER_VOXEL[volume.type] * 8, 72);
+  const q = toQuaternion(volume.affine);
+  header.writeFloatLE(q.qfac, 76);
+  header.writeFloatLE(q.pixdim[0], 80);
+  header.writeFloatLE(q.pixdim[1], 84);
+  header.writeFloatLE(q.pixdim[2], 88);
+  header.writeFloatLE(VOX_OFFSET, 108);
+  header.writeFloatLE(volume.slope ?? 1, 112);
+  header.writeFloatLE(volume.intercept ?? 0, 116);
+  header.writeUInt8(NIFTI_UNITS_MM, 123);
+  header.write((volume.description ?? '').slice(0, 79), 148, 'latin1');
+  header.writeInt16LE(XFORM_SCANNER_ANAT, 252);
+  header.writeInt16LE(XFORM_SCANNER_ANAT, 254);
+  header.writeFloatLE(q.b, 256);
+  header.writeFloatLE(q.c, 260);
+  header.writeFloatLE(q.d, 264);
+  header.writeFloatLE(volume.affine[0][3], 268);
+  header.writeFloatLE(volume.affine[1][3], 272);
+  header.writeFloatLE(volume.affine[2][3], 276);
+  for (let row = 0; row < 3; row++) for (let col = 0; col < 4; col++) header.writeFloatLE(volume.affine[row][col], 280 + 16 * row + 4 * col);
+  header.write('n+1\0', 344, 'latin1');
+  const data = Buffer.from(volume.data.buffer, volume.data.byteOffset, volume.data.byteLength);
+  return Buffer.concat([header, data]);
+}
+
+/** Writes .nii, or .nii.gz when the path says so (gzip level 1: the fast end, as the volumes are large). */
+export function writeNifti(path: string, volume: Volume): void {
+  const raw = encodeNifti(volume);
+  writeFileAtomic(path, path.endsWith('.gz') ? gzipSync(raw, { level: 1 }) : raw);
+}
+
+/** Reads a NIfTI-1 file (.nii or .nii.gz) written by this package or another tool (dcm2niix). */
+export function readNifti(path: string): Volume {
+  let buf = readFileSync(path);
+  if (buf[0] === 0x1f && buf[1] === 0x8b) buf = gunzipSync(buf);
+  if (buf.readInt32LE(0) !== HEADER_SIZE) throw new Error(`${path}: not a little-endian NIfTI-1 file`);
+  const dims: [number, number, number] = [buf.readInt16LE(42), buf.readInt16LE(44), Math.max(1, buf.readInt16LE(46))];
+  const code = buf.readInt16LE(70);
+  const type = TYPE_BY_CODE.get(code);
+  if (!type) throw new Error(`${path}: unsupported NIfTI datatype ${code}`);
+  const offset = Math.round(buf.readFloatLE(108));
+  const count = dims[0] * dims[1] * dims[2];
+  const data = allocateVoxels(type, count);
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  buf.copy(bytes, 0, offset, offset + bytes.length);
+  const affine: Matrix4 = [0, 1, 2].map((row) => [0, 1, 2, 3].map((col) => buf.readFloatLE(280 + 16 * row + 4 * col)));
+  affine.push([0, 0, 0, 1]);
+  const slope = buf.readFloatLE(112);
+  return {
+    dims,
+    type,
+    data,
+    affine,
+    slope: slope === 0 ? 1 : slope,
+    intercept: buf.readFloatLE(116),
+    description: buf.toString('latin1', 148, 228).replace(/\0.*$/s, ''),
+  };
+}
