@@ -12,7 +12,7 @@ export function registerCommand(name: string, command: Command): void {
 
 function usage(): string {
   const lines = ['usage: clara-dicom <command> [options]', '', 'commands:'];
-  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${c.usage.padEnd(72)} ${c.summary}`);
+  for (const c of Object.values(COMMANDS)) lines.push(`  ${c.usage.padEnd(72)} ${c.summary}`);
   return lines.join('\n');
 }
 
