@@ -6,6 +6,8 @@ import { BenchOptions, BenchRow } from './types';
 import { interleave, median, timeProcess } from './process';
 
 const CLI = join(__dirname, '..', 'lib', 'cli', 'main.js');
+// Debian's python3 carries python3-pydicom; a pyenv python3 earlier on PATH may not.
+const PYTHON = '/usr/bin/python3';
 const PYDICOM_LOADER = join(__dirname, '..', '..', 'bench', 'peers', 'pydicom_loader.py');
 
 function folderBytes(dir: string): number {
@@ -44,7 +46,7 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
     const contenders = {
       ours: () => timeProcess(process.execPath, [CLI, 'parse', dicomDir, outDir('ours'), '--format', 'nifti']),
       dcm2niix: () => timeProcess('dcm2niix', ['-z', 'n', '-f', '%s_%j', '-o', outDir('dcm2niix'), dicomDir]),
-      pydicom: () => timeProcess('python3', [PYDICOM_LOADER, dicomDir, outDir('pydicom')]),
+      pydicom: () => timeProcess(PYTHON, [PYDICOM_LOADER, dicomDir, outDir('pydicom')]),
     };
     // One untimed round warms the page cache and the interpreters' own files.
     await interleave(1, contenders);
