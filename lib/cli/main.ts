@@ -44,7 +44,7 @@ export async function main(argv: string[]): Promise<number> {
 
 // Command registry: one line per command, each implemented in its own module under lib/cli/.
 registerCommand('parse', {
-  usage: 'parse <dicom-dir> <out-dir> [--format nifti|nifti-gz|mhd]',
+  usage: 'parse <dicom-dir> <out-dir> [--format nifti|nifti-gz|mhd] [--spacing warn|reject]',
   summary: 'convert every image series of a folder into volumes plus Clara metadata',
   load: () => import('./parse'),
 });
@@ -52,6 +52,11 @@ registerCommand('phantom', {
   usage: 'phantom <out-dir> [--size N] [--slices N] [--seed N]',
   summary: 'write a synthetic brain MR study and its ground-truth tumour mask',
   load: () => import('./phantom'),
+});
+registerCommand('listen', {
+  usage: 'listen <work-root> [--port N] [--ae AET] [--timeout S] [--allow AE[@host],...]',
+  summary: 'run the C-STORE SCP on its own; one JSON line per completed study job',
+  load: () => import('./listen'),
 });
 registerCommand('demo', {
   usage: 'demo [--work-dir DIR] [--size N] [--slices N]',

@@ -306,7 +306,8 @@ export function parseDicom(buf: Buffer, options: ParseOptions = {}): DicomFile {
     pos = 0;
   }
   const dataset = new DicomDataset(syntax.littleEndian);
-  const parser = new Parser(body, { ...options, complete: syntax.deflated ? true : options.complete });
+  // Offsets in a deflated file refer to the inflated data set, so the file's size says nothing about them.
+  const parser = new Parser(body, { ...options, complete: syntax.deflated ? true : options.complete, fileSize: syntax.deflated ? body.length : options.fileSize });
   const datasetOffset = pos;
   parser.parse(dataset, pos, body.length, syntax, 0, true);
   return { meta, dataset, transferSyntaxUID, hasPart10Header, pixelData: parser.pixelData, inflated, datasetOffset };

@@ -1,0 +1,150 @@
+import { constants as fsConstants } from 'node:fs';
+import { copyFile, mkdir, opendir, rename, stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { readDicomHeader } from '../dicom/reader';
+import { DICOM_DIR, type JobStore, instanceFileName } from '../job';
+import { type CompletedJob, type Grouping, type InstanceInfo, JobAssembler, MissingIdentityError, instanceInfoOf } from './assembler';
+
+const MEDIA_STORAGE_DIRECTORY = '1.2.840.10008.1.3.10';
+
+export interface SkippedFile {
+  path: string;
+  reason: string;
+}
+
+export interface FolderIngestResult {
+  folder: string;
+  jobs: CompletedJob[];
+  /** Files that are not stored, each with the reason (not DICOM, truncated, no study, bad UID, ...). */
+  skipped: SkippedFile[];
+  /** Files looked at, stored or not. */
+  files: number;
+}
+
+export interface FolderIngestOptions {
+  /** As for the SCP; `association` puts the whole folder in one job. Default `study`. */
+  grouping?: Grouping;
+  /** Recorded in job.json as the called AE (the node's AE title), so jobs say which receiver made them. */
+  calledAE?: string;
+  log?: (level: 'info' | 'warn' | 'error', message: string) => void;
+}
+
+/** The folder cannot be ingested at all (missing, not a folder, unreadable). Per-file problems are not errors. */
+export class FolderIngestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FolderIngestError';
+  }
+}
+
+/** Every regular file under `dir`. Symbolic links to folders are not followed (they can loop). */
+async function* walk(dir: string, skipDir: string): AsyncGenerator<string> {
+  const handle = await opendir(dir);
+  const subdirs: string[] = [];
+  const files: string[] = [];
+  for await (const entry of handle) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (resolve(path) !== skipDir) subdirs.push(path);
+    } else if (entry.isFile()) files.push(path);
+    else if (entry.isSymbolicLink()) {
+      try {
+        if ((await stat(path)).isFile()) files.push(path);
+      } catch {
+        // a dangling link: nothing to read
+      }
+    }
+  }
+  // Sorted, so jobs and reports come out in the same order on every run.
+  files.sort();
+  subdirs.sort();
+  yield* files;
+  for (const sub of subdirs) yield* walk(sub, skipDir);
+}
+
+/**
+ * Ingests a folder the way the SCP ingests a transfer: every DICOM file is read (header only), grouped
+ * by study, and COPIED into its job's dicom/ folder under the SOP Instance UID. The source is never
+ * modified or moved: copies use copy-on-write clones where the file system has them. Each job is
+ * complete as soon as the folder has been read (no timeout). Files that are not DICOM, are truncated,
+ * or lack a valid SOP Instance UID or a StudyInstanceUID are reported in `skipped` and not copied.
+ */
+export async function ingestFolder(folder: string, store: JobStore, options: FolderIngestOptions = {}): Promise<FolderIngestResult> {
+  const root = resolve(folder);
+  let info;
+  try {
+    info = await stat(root);
+  } catch (err) {
+    throw new FolderIngestError(`cannot read ${root}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!info.isDirectory()) throw new FolderIngestError(`${root} is not a folder`);
+  // Ingesting a folder that holds the work root must not re-ingest the jobs it is creating: the walk
+  // skips the work root, and the work root itself is refused.
+  const workRoot = store.root;
+  if (workRoot === root) throw new FolderIngestError(`${root} is the work root itself`);
+
+  const jobs: CompletedJob[] = [];
+  const assembler = new JobAssembler({ store, grouping: options.grouping ?? 'study', source: 'folder', onComplete: (j) => jobs.push(j), log: options.log });
+  const incoming = join(store.root, '.incoming');
+  await mkdir(incoming, { recursive: true });
+  const skipped: SkippedFile[] = [];
+  const skippedByStudy = new Map<string, SkippedFile[]>();
+  let files = 0;
+  let sequence = 0;
+
+  let walker: AsyncGenerator<string>;
+  try {
+    walker = walk(root, workRoot);
+  } catch (err) {
+    throw new FolderIngestError(`cannot list ${root}: ${(err as Error).message}`);
+  }
+  for await (const path of walker) {
+    files++;
+    const skip = (reason: string, studyInstanceUID?: string): void => {
+      const entry = { path, reason };
+      skipped.push(entry);
+      if (studyInstanceUID) skippedByStudy.set(studyInstanceUID, [...(skippedByStudy.get(studyInstanceUID) ?? []), entry]);
+    };
+    let instance: InstanceInfo;
+    try {
+      const header = readDicomHeader(path);
+      const mediaClass = header.meta.string(0x00020002);
+      if (mediaClass === MEDIA_STORAGE_DIRECTORY) {
+        skip('DICOMDIR: a directory of the media, not an instance');
+        continue;
+      }
+      instance = instanceInfoOf(header);
+    } catch (err) {
+      skip(err instanceof MissingIdentityError ? err.message : `not readable as DICOM: ${(err as Error).message}`);
+      continue;
+    }
+    let fileName: string;
+    try {
+      fileName = instanceFileName(instance.sopInstanceUID);
+    } catch (err) {
+      skip((err as Error).message, instance.studyInstanceUID);
+      continue;
+    }
+    const job = assembler.jobFor(instance.studyInstanceUID, { folder: root, calledAE: options.calledAE });
+    const temp = join(incoming, `${process.pid}.f${++sequence}.part`);
+    try {
+      // COPYFILE_FICLONE: a reflink where the file system supports it, a plain copy elsewhere.
+      await copyFile(path, temp, fsConstants.COPYFILE_FICLONE);
+      await rename(temp, join(job.ref.dir, DICOM_DIR, fileName));
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      const reason = `cannot copy into job ${job.ref.id}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+      skipped.push({ path, reason });
+      assembler.addRejected(job, `${path}: ${reason}`);
+      continue;
+    }
+    assembler.addInstance(job, instance);
+  }
+  for (const job of assembler.openJobs) {
+    for (const study of job.studies) {
+      for (const s of skippedByStudy.get(study) ?? []) assembler.addRejected(job, `${s.path}: ${s.reason}`);
+    }
+  }
+  assembler.completeAll('folder');
+  return { folder: root, jobs, skipped, files };
+}
