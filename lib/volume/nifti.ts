@@ -56,6 +56,15 @@ function toQuaternion(m: Matrix4): { b: number; c: number; d: number; qfac: numb
 
 /** Encodes a volume as a single-file NIfTI-1 image (.nii): header, 4 bytes of extension flag, voxels. */
 export function encodeNifti(volume: Volume): Buffer {
+  const data = Buffer.from(volume.data.buffer, volume.data.byteOffset, volume.data.byteLength);
+  return Buffer.concat([niftiHeader(volume), data]);
+}
+
+/**
+ * The 352 bytes before the voxels of a single-file NIfTI-1 image (header and extension flag), for
+ * writers that stream the voxels after it instead of copying a whole volume into one buffer.
+ */
+export function niftiHeader(volume: Volume): Buffer {
   const [nx, ny, nz] = volume.dims;
   const header = Buffer.alloc(VOX_OFFSET);
   header.writeInt32LE(HEADER_SIZE, 0);
@@ -86,8 +95,7 @@ export function encodeNifti(volume: Volume): Buffer {
   header.writeFloatLE(volume.affine[2][3], 276);
   for (let row = 0; row < 3; row++) for (let col = 0; col < 4; col++) header.writeFloatLE(volume.affine[row][col], 280 + 16 * row + 4 * col);
   header.write('n+1\0', 344, 'latin1');
-  const data = Buffer.from(volume.data.buffer, volume.data.byteOffset, volume.data.byteLength);
-  return Buffer.concat([header, data]);
+  return header;
 }
 
 /** Writes .nii, or .nii.gz when the path says so (gzip level 1: the fast end, as the volumes are large). */

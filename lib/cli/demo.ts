@@ -1,0 +1,148 @@
+import { readFileSync, readdirSync, mkdirSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { basename, join, relative, resolve } from 'node:path';
+import { sendFiles } from '../dimse/scu';
+import { writePhantomStudy } from '../phantom';
+import { InputError, intOption, parseArgs, rejectUnknownOptions } from './args';
+
+/** The example flow the demo runs: the same file Node-RED lists under Import › Examples. */
+const EXAMPLE_FLOW = join(__dirname, '..', '..', '..', 'examples', '01 Receive and parse a study.json');
+const COMPILED_NODES = join(__dirname, '..', '..', 'nodes');
+const DEMO_CALLING_AE = 'DEMO-PACS';
+
+interface FlowNode {
+  id: string;
+  type: string;
+  name?: string;
+  [key: string]: unknown;
+}
+
+interface EmbeddedRed {
+  init(server: unknown, settings: Record<string, unknown>): void;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  version(): string;
+  hooks: { add(name: string, hook: (event: { msg: Record<string, unknown>; destination: { id: string } }) => void): void };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** Node-RED starts nodes before their servers listen: wait until the SCP accepts connections. */
+async function waitForListener(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = await new Promise<boolean>((done) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        done(true);
+      });
+      socket.once('error', () => done(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new InputError(`clara-dicom-in did not start listening on port ${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)]));
+}
+
+function seconds(since: bigint): string {
+  return (Number(process.hrtime.bigint() - since) / 1e9).toFixed(2);
+}
+
+/**
+ * The quick-start pipeline: writes the bundled phantom study, starts a real Node-RED runtime with the
+ * example flow, sends the study to clara-dicom-in over DICOM and prints what the parser wrote.
+ */
+export async function run(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  rejectUnknownOptions(args, ['work-dir', 'size', 'slices', 'seed']);
+  if (args.positional.length) throw new InputError(`unexpected argument ${args.positional[0]}`);
+  const workDir = resolve(String(args.options.get('work-dir') ?? join(tmpdir(), 'clara-dicom-demo')));
+  const size = intOption(args, 'size', 256, 16, 1024);
+  const slices = intOption(args, 'slices', 160, 8, 1024);
+  const seed = intOption(args, 'seed', 1, 0, 2 ** 31 - 1);
+  const out = (line: string) => process.stdout.write(line + '\n');
+
+  out(`clara-dicom demo — work folder ${workDir}`);
+  let t = process.hrtime.bigint();
+  const study = writePhantomStudy(join(workDir, 'study'), { size, slices, seed });
+  const files = filesUnder(join(workDir, 'study', 'dicom'));
+  out(`  phantom study: ${study.series.length} series, ${files.length} instances (${size}×${size}×${slices} T1c target) in ${seconds(t)} s`);
+
+  const port = await freePort();
+  const flow = JSON.parse(readFileSync(EXAMPLE_FLOW, 'utf8')) as FlowNode[];
+  const dicomIn = flow.find((n) => n.type === 'clara-dicom-in');
+  const result = flow.find((n) => n.type === 'debug' && n.name === 'parsed job');
+  const errors = flow.find((n) => n.type === 'debug' && n.name === 'pipeline errors');
+  if (!dicomIn || !result || !errors) throw new Error(`${EXAMPLE_FLOW} lacks the nodes the demo drives`);
+  Object.assign(dicomIn, { port, host: '127.0.0.1', studyTimeout: 1, workRoot: join(workDir, 'jobs'), allow: DEMO_CALLING_AE });
+  const userDir = join(workDir, 'node-red');
+  mkdirSync(userDir, { recursive: true });
+  writeFileSync(join(userDir, 'flows.json'), JSON.stringify(flow, null, 2));
+
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const RED = require('node-red') as EmbeddedRed;
+  RED.init(undefined, {
+    userDir,
+    flowFile: 'flows.json',
+    credentialSecret: false,
+    httpAdminRoot: false,
+    httpNodeRoot: false,
+    nodesDir: [COMPILED_NODES],
+    // The demo prints the parser's warnings itself; Node-RED's own start-up notices would only clutter.
+    logging: { console: { level: 'error' } },
+    editorTheme: { projects: { enabled: false } },
+  });
+  const outcome = new Promise<Record<string, unknown>>((resolveOutcome, rejectOutcome) => {
+    RED.hooks.add('onReceive.claraDemo', (event) => {
+      if (event.destination.id === result.id) resolveOutcome(event.msg);
+      else if (event.destination.id === errors.id) {
+        const error = event.msg.error as { message?: string; source?: { type?: string } } | undefined;
+        rejectOutcome(new InputError(`${error?.source?.type ?? 'flow'}: ${error?.message ?? 'failed'}`));
+      }
+    });
+  });
+  t = process.hrtime.bigint();
+  await RED.start();
+  await waitForListener(port, 15000);
+  out(`  Node-RED ${RED.version()} running "${relative(process.cwd(), EXAMPLE_FLOW)}": clara-dicom-in CLARA@127.0.0.1:${port}, study timeout 1 s (${seconds(t)} s to start)`);
+  try {
+    t = process.hrtime.bigint();
+    const sent = await sendFiles(files, { host: '127.0.0.1', port, callingAE: DEMO_CALLING_AE, calledAE: 'CLARA' });
+    if (sent.failed.length) throw new InputError(`${sent.failed.length} instances were refused, first: ${sent.failed[0].file} status ${sent.failed[0].status}`);
+    out(`  C-STORE: ${sent.sent} instances sent in ${seconds(t)} s`);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, rejectDeadline) => {
+      timer = setTimeout(() => rejectDeadline(new InputError('the flow produced no parsed job within 10 minutes')), 600000);
+    });
+    const msg = await Promise.race([outcome, deadline]).finally(() => clearTimeout(timer));
+    const job = msg.job as { id: string; dir: string };
+    const parser = msg.parser as { volumes?: Array<Record<string, unknown>>; skipped?: unknown[]; warnings?: unknown[] };
+    out(`  job ${job.id}: received, then parsed in ${seconds(t)} s since the first C-STORE`);
+    for (const v of parser.volumes ?? []) {
+      const dims = Array.isArray(v.dims) ? (v.dims as number[]).join('×') : '?';
+      const spacing = Array.isArray(v.spacing) ? (v.spacing as number[]).map((s) => s.toFixed(2)).join('×') + ' mm' : '';
+      out(`    ${basename(String(v.file)).padEnd(64)} ${dims.padEnd(12)} ${spacing.padEnd(22)} ${v.description ?? ''}`);
+    }
+    out(`  ${parser.volumes?.length ?? 0} volumes, ${parser.skipped?.length ?? 0} skipped, ${parser.warnings?.length ?? 0} warnings`);
+    for (const w of parser.warnings ?? []) out(`    warning: ${(w as { message?: string }).message ?? JSON.stringify(w)}`);
+    out(`  job folder: ${job.dir}`);
+    return 0;
+  } finally {
+    await RED.stop();
+  }
+}

@@ -1,0 +1,123 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { DICOM_DIR, type JobRef, jobFilePath, operatorDir, recordJobError, setJobState, updateJob } from '../../lib/job';
+import {
+  OUTPUT_FORMATS, type OutputFormat, ParseAbortedError, type ParseResult, type ParserSummary, SPACING_POLICIES, type SpacingPolicy,
+  parseStudy, parserSummaryOf,
+} from '../../lib/volume/parse';
+
+/** The editor's settings, as Node-RED stores them. */
+interface ClaraDicomParserDef extends NodeDef {
+  format?: string;
+  spacingPolicy?: string;
+}
+
+const STAGE = 'parse';
+/** The job's folder for this operator's output (Clara's operators each own one). */
+const PARSER_DIR = 'parser';
+
+function jobOf(msg: NodeMessageInFlow): JobRef {
+  const job = (msg as { job?: unknown }).job as Partial<JobRef> | undefined;
+  if (!job || typeof job !== 'object' || typeof job.dir !== 'string' || job.dir.trim() === '') {
+    throw new Error('msg.job must be a job reference { id, dir, studyInstanceUID } from clara-dicom-in');
+  }
+  if (!existsSync(jobFilePath(job.dir))) throw new Error(`msg.job.dir ${job.dir} is not a job folder (it has no job.json)`);
+  return { id: String(job.id ?? ''), dir: job.dir, studyInstanceUID: String(job.studyInstanceUID ?? '') };
+}
+
+export = function register(RED: NodeAPI): void {
+  function ClaraDicomParserNode(this: Node, config: ClaraDicomParserDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const format = (config.format || 'nifti-gz') as OutputFormat;
+    const spacingPolicy = (config.spacingPolicy || 'warn') as SpacingPolicy;
+    const configError = !OUTPUT_FORMATS.includes(format)
+      ? `format must be one of ${OUTPUT_FORMATS.join(', ')}, not ${JSON.stringify(config.format)}`
+      : !SPACING_POLICIES.includes(spacingPolicy)
+        ? `spacing policy must be one of ${SPACING_POLICIES.join(', ')}, not ${JSON.stringify(config.spacingPolicy)}`
+        : undefined;
+    if (configError) {
+      node.error(`clara-dicom-parser: ${configError}`);
+      node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
+      node.on('input', (_msg: NodeMessageInFlow, _send, done) => done(new Error(`clara-dicom-parser: ${configError}`)));
+      return;
+    }
+
+    // Jobs are parsed one at a time: each holds a volume in memory, and the disk is the bottleneck anyway.
+    let queue: Promise<void> = Promise.resolve();
+    let waiting = 0;
+    const abort = new AbortController();
+    node.status({});
+
+    async function parseJob(msg: NodeMessageInFlow, send: (msg: NodeMessageInFlow) => void): Promise<void> {
+      const job = jobOf(msg);
+      const started = Date.now();
+      setJobState(job.dir, 'parsing');
+      node.status({ fill: 'blue', shape: 'dot', text: 'parsing: reading headers' });
+      let result: ParseResult;
+      try {
+        result = await parseStudy(join(job.dir, DICOM_DIR), operatorDir(job.dir, PARSER_DIR), {
+          format,
+          spacingPolicy,
+          clean: true,
+          signal: abort.signal,
+          onProgress: (p) => {
+            if (p.stage === 'convert' && p.done < p.total) node.status({ fill: 'blue', shape: 'dot', text: `parsing ${p.done + 1}/${p.total} series` });
+          },
+        });
+      } catch (err) {
+        const message = err instanceof ParseAbortedError ? 'parser stopped (node closed or redeployed) before the job was parsed' : (err as Error).message;
+        recordJobError(job.dir, STAGE, message, true);
+        throw new Error(`clara-dicom-parser: job ${job.id}: ${message}`);
+      }
+      if (result.volumes.length === 0) {
+        const reasons = [...new Set(result.skipped.map((s) => s.reason))].slice(0, 3).join('; ');
+        const message = `no image series could be converted (${result.files} file(s), ${result.series} series)${reasons ? `: ${reasons}` : ''}`;
+        recordJobError(job.dir, STAGE, message, true);
+        throw new Error(`clara-dicom-parser: job ${job.id}: ${message}`);
+      }
+      updateJob(job.dir, (r) => {
+        r.state = 'parsed';
+        r.timestamps.parsed = new Date().toISOString();
+        r.counts.volumes = result.volumes.length;
+        r.counts.parseSkipped = result.skipped.length;
+        r.counts.parseWarnings = result.warnings.length;
+      });
+      if (result.warnings.length > 0) {
+        node.warn(`clara-dicom-parser: job ${job.id}: ${result.warnings.length} warning(s), first: ${result.warnings[0].message}`);
+      }
+      (msg as NodeMessageInFlow & { parser: ParserSummary }).parser = parserSummaryOf(result);
+      send(msg);
+      const skipped = result.skipped.filter((s) => s.kind === 'series' || s.kind === 'stack').length;
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      node.status({ fill: 'green', shape: 'dot', text: `parsed ${result.volumes.length} volume(s)${skipped ? `, ${skipped} skipped` : ''} in ${seconds} s` });
+    }
+
+    node.on('input', (msg: NodeMessageInFlow, send, done) => {
+      waiting++;
+      if (waiting > 1) node.status({ fill: 'blue', shape: 'ring', text: `${waiting - 1} job(s) queued` });
+      queue = queue.then(async () => {
+        waiting--;
+        try {
+          await parseJob(msg, send);
+          done();
+        } catch (err) {
+          node.status({ fill: 'red', shape: 'ring', text: (err as Error).message.replace(/^clara-dicom-parser: /, '').slice(0, 60) });
+          done(err as Error);
+        }
+      });
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      // A parse in flight stops at its next file or stack; its job is marked failed.
+      abort.abort();
+      queue.finally(() => {
+        node.status({});
+        done();
+      });
+    });
+  }
+
+  RED.nodes.registerType('clara-dicom-parser', ClaraDicomParserNode);
+};
