@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
 import { sendFiles } from '../dimse/scu';
 import { writePhantomStudy } from '../phantom';
-import { InputError, intOption, parseArgs, rejectUnknownOptions } from './args';
+import { InputError, UsageError, intOption, parseArgs, rejectUnknownOptions } from './args';
 
 /** The example flow the demo runs: the same file Node-RED lists under Import › Examples. */
 const EXAMPLE_FLOW = join(__dirname, '..', '..', '..', 'examples', '01 Receive and parse a study.json');
@@ -70,7 +70,7 @@ function seconds(since: bigint): string {
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   rejectUnknownOptions(args, ['work-dir', 'size', 'slices', 'seed']);
-  if (args.positional.length) throw new InputError(`unexpected argument ${args.positional[0]}`);
+  if (args.positional.length) throw new UsageError(`unexpected argument ${args.positional[0]}`);
   const workDir = resolve(String(args.options.get('work-dir') ?? join(tmpdir(), 'clara-dicom-demo')));
   const size = intOption(args, 'size', 256, 16, 1024);
   const slices = intOption(args, 'slices', 160, 8, 1024);

@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { scratchDir } from '../support/tools';
+
+const CLI = join(__dirname, '..', '..', 'lib', 'cli', 'main.js');
+
+describe('clara-dicom demo (the quick start)', function () {
+  this.timeout(180000);
+  const scratch = scratchDir('demo');
+  after(() => scratch.cleanup());
+
+  it('sends the phantom study through a real Node-RED flow and prints every volume the parser wrote', () => {
+    const run = spawnSync(process.execPath, [CLI, 'demo', '--work-dir', scratch.dir, '--size', '48', '--slices', '16'], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr + run.stdout);
+    const out = run.stdout;
+    assert.match(out, /phantom study: 7 series, \d+ instances/);
+    assert.match(out, /C-STORE: \d+ instances sent/);
+    // 7 series, the 3-plane localizer split in three: 9 volumes, none skipped.
+    assert.match(out, /\n {2}9 volumes, 0 skipped/);
+    const jobDir = /job folder: (.+)/.exec(out)?.[1].trim();
+    assert.ok(jobDir && existsSync(join(jobDir, 'job.json')), 'job folder printed');
+    const job = JSON.parse(readFileSync(join(jobDir, 'job.json'), 'utf8'));
+    assert.equal(job.state, 'parsed');
+    const manifest = JSON.parse(readFileSync(join(scratch.dir, 'study', 'phantom.json'), 'utf8'));
+    assert.equal(job.counts.instances, manifest.series.reduce((n: number, s: { instanceCount: number }) => n + s.instanceCount, 0));
+    const seriesImages = JSON.parse(readFileSync(join(jobDir, 'parser', 'series-images.json'), 'utf8'));
+    const target = seriesImages[manifest.targetSeriesInstanceUID];
+    assert.ok(target, 'the T1c target series was converted');
+    assert.deepEqual(target.dims, [48, 48, 16]);
+    assert.ok(existsSync(join(jobDir, 'parser', target.image)));
+    assert.match(out, new RegExp(`${target.image.replace(/\./g, '\\.')}\\s+48×48×16`));
+  });
+
+  it('exits 2 on wrong usage', () => {
+    const run = spawnSync(process.execPath, [CLI, 'demo', '--size', 'big'], { encoding: 'utf8' });
+    assert.equal(run.status, 2);
+    assert.match(run.stderr, /--size must be an integer/);
+  });
+});
