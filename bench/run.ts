@@ -46,7 +46,7 @@ async function main(): Promise<void> {
   }
   const machine = [
     `- CPU: ${cpus()[0]?.model ?? '?'} × ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM`,
-    `- Node ${process.version}; ${toolVersion('storescu', ['--version'])}; ${toolVersion('dcm2niix', ['--version']).replace(/^Chris Rorden's /, '')}; ${toolVersion('python3', ['-c', 'import pydicom,numpy;print("pydicom",pydicom.__version__,"numpy",numpy.__version__)'])}`,
+    `- Node ${process.version}; ${toolVersion('storescu', ['--version']).replace(/^\$dcmtk: | \$$/g, '')}; ${toolVersion('dcm2niix', ['--version']).replace(/^Chris Rorden's /, '')}; ${toolVersion('/usr/bin/python3', ['-c', 'import pydicom,numpy;print("pydicom",pydicom.__version__,"numpy",numpy.__version__)'])}`,
     `- Date: ${new Date().toISOString()}; mode: ${quick ? 'quick (CI)' : 'full'}`,
   ];
   const table = [

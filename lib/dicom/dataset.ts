@@ -8,6 +8,9 @@ export interface DicomElement {
   bytes?: Uint8Array;
   /** Items of a sequence (VR SQ, or UN with undefined length). */
   items?: DicomDataset[];
+  /** Values decoded by the first `strings()`/`numbers()` call: geometry is read many times per slice. */
+  decodedStrings?: string[];
+  decodedNumbers?: number[];
   /** Offset of the value in the parsed buffer (after inflation, for deflated files). */
   valueOffset: number;
   /** Declared value length; 0xFFFFFFFF means undefined length (encapsulated or delimited). */
@@ -43,8 +46,14 @@ export class DicomDataset {
   strings(tag: number): string[] {
     const el = this.elements.get(tag);
     if (!el || !el.bytes) return [];
+    if (!el.decodedStrings) el.decodedStrings = this.decodeStrings(el, el.bytes);
+    return el.decodedStrings.slice();
+  }
+
+  private decodeStrings(el: DicomElement, bytes: Uint8Array): string[] {
+    const tag = el.tag;
     if (TEXT_VRS.has(el.vr) || el.vr === 'UN') {
-      const text = Buffer.from(el.bytes.buffer, el.bytes.byteOffset, el.bytes.byteLength).toString(this.textEncoding);
+      const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString(this.textEncoding);
       const trimmed = text.replace(/[\0 ]+$/, '');
       if (trimmed === '') return [];
       const parts = MULTI_VALUE_TEXT_VRS.has(el.vr) ? trimmed.split('\\') : [trimmed];
@@ -62,7 +71,12 @@ export class DicomDataset {
   numbers(tag: number): number[] {
     const el = this.elements.get(tag);
     if (!el || !el.bytes) return [];
-    const b = el.bytes;
+    if (!el.decodedNumbers) el.decodedNumbers = this.decodeNumbers(el, el.bytes);
+    return el.decodedNumbers.slice();
+  }
+
+  private decodeNumbers(el: DicomElement, b: Uint8Array): number[] {
+    const tag = el.tag;
     const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
     const le = this.littleEndian;
     const out: number[] = [];
