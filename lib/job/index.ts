@@ -69,7 +69,7 @@ export function newJobId(now = new Date()): string {
  */
 export function instanceFileName(sopInstanceUID: string): string {
   if (!isValidUid(sopInstanceUID)) {
-    throw new JobPathError(`invalid SOP Instance UID ${JSON.stringify(sopInstanceUID.slice(0, 80))}: only digits and dots, at most 64 characters`);
+    throw new JobPathError(`invalid SOP Instance UID ${JSON.stringify(sopInstanceUID.slice(0, 80))}: a UID is numbers joined by single dots, without leading zeros, at most 64 characters`);
   }
   return `${sopInstanceUID}.dcm`;
 }

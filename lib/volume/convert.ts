@@ -227,21 +227,27 @@ function unsignedView(a: VoxelArray): Uint8Array | Uint16Array | Uint32Array | F
   }
 }
 
-/** Copies a slice into the volume along signed strides: whole rows when the row stays a row, else voxel by voxel. */
+/**
+ * Copies a slice into the volume along signed strides. A slice whose rows stay contiguous in the volume
+ * goes in one copy; otherwise voxel by voxel, with no per-row views (they were most of the parse's garbage).
+ */
 function scatter(dst: VoxelArray, src: VoxelArray, base: number, strides: number[], rows: number, columns: number): void {
   const [si, sj] = strides;
+  const plane = rows * columns;
+  if (si === 1 && sj === columns) {
+    dst.set(src.subarray(0, plane), base);
+    return;
+  }
+  if (si === -1 && sj === -columns) {
+    const start = base - (plane - 1);
+    dst.set(src.subarray(0, plane), start);
+    dst.subarray(start, start + plane).reverse();
+    return;
+  }
   for (let j = 0; j < rows; j++) {
     const rowStart = j * columns;
-    const o = base + j * sj;
-    if (si === 1) {
-      dst.set(src.subarray(rowStart, rowStart + columns), o);
-    } else if (si === -1) {
-      const start = o - (columns - 1);
-      dst.set(src.subarray(rowStart, rowStart + columns), start);
-      dst.subarray(start, start + columns).reverse();
-    } else {
-      for (let i = 0, p = o; i < columns; i++, p += si) dst[p] = src[rowStart + i];
-    }
+    let p = base + j * sj;
+    for (let i = 0; i < columns; i++, p += si) dst[p] = src[rowStart + i];
   }
 }
 
