@@ -228,8 +228,8 @@ function unsignedView(a: VoxelArray): Uint8Array | Uint16Array | Uint32Array | F
 }
 
 /**
- * Copies a slice into the volume along signed strides. A slice whose rows stay contiguous in the volume
- * goes in one copy; otherwise voxel by voxel, with no per-row views (they were most of the parse's garbage).
+ * Copies a slice into the volume along signed strides: in one copy when the whole slice stays contiguous,
+ * whole rows when a row stays a row, else voxel by voxel.
  */
 function scatter(dst: VoxelArray, src: VoxelArray, base: number, strides: number[], rows: number, columns: number): void {
   const [si, sj] = strides;
@@ -246,8 +246,16 @@ function scatter(dst: VoxelArray, src: VoxelArray, base: number, strides: number
   }
   for (let j = 0; j < rows; j++) {
     const rowStart = j * columns;
-    let p = base + j * sj;
-    for (let i = 0; i < columns; i++, p += si) dst[p] = src[rowStart + i];
+    const o = base + j * sj;
+    if (si === 1) {
+      dst.set(src.subarray(rowStart, rowStart + columns), o);
+    } else if (si === -1) {
+      const start = o - (columns - 1);
+      dst.set(src.subarray(rowStart, rowStart + columns), start);
+      dst.subarray(start, start + columns).reverse();
+    } else {
+      for (let i = 0, p = o; i < columns; i++, p += si) dst[p] = src[rowStart + i];
+    }
   }
 }
 
