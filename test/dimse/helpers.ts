@@ -59,22 +59,6 @@ export function storeResponses(result: ProcessResult): string[] {
   return [...(result.stdout + result.stderr).matchAll(/Received Store Response \(([^)]*)\)/g)].map((m) => m[1]);
 }
 
-/** Every .dcm file below a folder, sorted. */
-export function dicomFilesUnder(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const name of readdirSync(d).sort()) {
-      const p = join(d, name);
-      const st = lstatSync(p);
-      if (st.isSymbolicLink()) continue;
-      if (st.isDirectory()) walk(p);
-      else if (name.endsWith('.dcm')) out.push(p);
-    }
-  };
-  walk(dir);
-  return out;
-}
-
 /** Every file below a folder (any name), for "nothing was written elsewhere" checks. */
 export function allFilesUnder(dir: string): string[] {
   const out: string[] = [];
@@ -89,6 +73,11 @@ export function allFilesUnder(dir: string): string[] {
   };
   walk(dir);
   return out;
+}
+
+/** Every .dcm file below a folder, sorted. */
+export function dicomFilesUnder(dir: string): string[] {
+  return allFilesUnder(dir).filter((p) => p.endsWith('.dcm'));
 }
 
 /** The next `event` from an emitter that passes `accept`, or a rejection after `timeoutMs`. */
@@ -113,10 +102,6 @@ export function collect<T>(emitter: EventEmitter, event: string): T[] {
   const seen: T[] = [];
   emitter.on(event, (v: T) => seen.push(v));
   return seen;
-}
-
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A port that was free a moment ago (for tests that must reuse one fixed port, such as redeploys). */

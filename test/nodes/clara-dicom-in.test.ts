@@ -1,38 +1,15 @@
 import assert from 'node:assert/strict';
-import type { EventEmitter } from 'node:events';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { readJob } from '../../lib/job';
 import { writePhantomStudy } from '../../lib/phantom';
-import { delay, dicomFilesUnder, echoscu, freePort, storeResponses, storescu } from '../dimse/helpers';
-import { scratchDir } from '../support/tools';
+import { dicomFilesUnder, echoscu, freePort, storeResponses, storescu } from '../dimse/helpers';
+import { type TestNode, callsOn, collectMessages, helper, listeningPort, statusTexts, waitFor } from '../support/node-red';
+import { delay, scratchDir } from '../support/tools';
 
-/** The parts of node-red-node-test-helper these tests use (it ships no types). */
-interface SpyCall {
-  thisValue: unknown;
-  args: unknown[];
-}
-interface TestNode extends EventEmitter {
-  id: string;
-  receive(msg: Record<string, unknown>): void;
-}
-interface TestHelper {
-  init(runtimePath: string, settings?: Record<string, unknown>): void;
-  settings(settings: Record<string, unknown>): Record<string, unknown>;
-  load(nodes: unknown, flow: Array<Record<string, unknown>>): Promise<void>;
-  setFlows(flow: Array<Record<string, unknown>>, type?: string): Promise<void>;
-  unload(): Promise<void>;
-  getNode(id: string): TestNode;
-  _NodePrototype: { status: { getCalls(): SpyCall[] }; error: { getCalls(): SpyCall[] }; warn: { getCalls(): SpyCall[] } };
-}
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const helper = require('node-red-node-test-helper') as TestHelper;
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const claraDicomIn = require(join(__dirname, '..', '..', 'nodes', 'clara-dicom-in', 'clara-dicom-in.js')) as unknown;
-
-helper.init(require.resolve('node-red'));
 
 interface JobMsg {
   payload: { studyInstanceUID: string; instances: number; series: Array<{ seriesInstanceUID: string; instances: number }>; callingAE?: string; source: string };
@@ -40,43 +17,6 @@ interface JobMsg {
   topic: string;
   skipped?: Array<{ path: string; reason: string }>;
   skippedCount?: number;
-}
-
-function callsOn(method: 'status' | 'error' | 'warn', node: TestNode): unknown[][] {
-  return helper._NodePrototype[method].getCalls().filter((c) => c.thisValue === node).map((c) => c.args);
-}
-
-function statusTexts(node: TestNode): string[] {
-  return callsOn('status', node).map((args) => String((args[0] as { text?: string } | undefined)?.text ?? ''));
-}
-
-/** The port the node reports in its status ("listening :PORT …"); it listens on port 0 in most tests. */
-async function listeningPort(node: TestNode, timeoutMs = 10000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    for (const text of statusTexts(node)) {
-      const m = /listening :(\d+)/.exec(text);
-      if (m) return Number(m[1]);
-    }
-    if (Date.now() > deadline) throw new Error(`node never reported listening; status: ${statusTexts(node).join(' | ')}`);
-    await delay(20);
-  }
-}
-
-function collectMessages(node: TestNode): JobMsg[] {
-  const msgs: JobMsg[] = [];
-  node.on('input', (msg: JobMsg) => msgs.push(msg));
-  return msgs;
-}
-
-async function waitFor<T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(25);
-  }
 }
 
 describe('clara-dicom-in node in a Node-RED 4 runtime', function () {
@@ -113,7 +53,7 @@ describe('clara-dicom-in node in a Node-RED 4 runtime', function () {
   it('turns a study sent by storescu into exactly one msg, with every instance on disk', async () => {
     await helper.load(claraDicomIn, flow());
     const node = helper.getNode('in');
-    const msgs = collectMessages(helper.getNode('out'));
+    const msgs = collectMessages<JobMsg>(helper.getNode('out'));
     const port = await listeningPort(node);
     const result = await storescu(port, files);
     assert.equal(result.code, 0, result.stderr);
@@ -139,7 +79,7 @@ describe('clara-dicom-in node in a Node-RED 4 runtime', function () {
   it('rejects a calling AE that is not allowed, and answers echoscu from one that is', async () => {
     await helper.load(claraDicomIn, flow({ allow: 'PACS\nECHOSCU@127.0.0.1' }));
     const node = helper.getNode('in');
-    const msgs = collectMessages(helper.getNode('out'));
+    const msgs = collectMessages<JobMsg>(helper.getNode('out'));
     const port = await listeningPort(node);
     const rejected = await storescu(port, files.slice(0, 2), { callingAE: 'STRANGER' });
     assert.notEqual(rejected.code, 0);
@@ -181,7 +121,7 @@ describe('clara-dicom-in node in a Node-RED 4 runtime', function () {
     writeFileSync(join(source, 'readme.txt'), 'not dicom');
     await helper.load(claraDicomIn, flow());
     const node = helper.getNode('in');
-    const msgs = collectMessages(helper.getNode('out'));
+    const msgs = collectMessages<JobMsg>(helper.getNode('out'));
     node.receive({ payload: source, topic: 'ingest', correlation: 42 });
     await waitFor(() => (msgs.length > 0 ? true : undefined), 10000, 'the folder job msg');
     const msg = msgs[0] as JobMsg & { correlation?: number };
@@ -217,7 +157,7 @@ describe('clara-dicom-in node in a Node-RED 4 runtime', function () {
     try {
       await helper.load(claraDicomIn, flow({ workRoot: '' }));
       const node = helper.getNode('in');
-      const msgs = collectMessages(helper.getNode('out'));
+      const msgs = collectMessages<JobMsg>(helper.getNode('out'));
       node.receive({ payload: studyDir });
       await waitFor(() => (msgs.length > 0 ? true : undefined), 10000, 'the job msg');
       assert.ok(msgs[0].job.dir.startsWith(join(userDir, 'clara-dicom', 'jobs') + '/'), msgs[0].job.dir);

@@ -1,37 +1,16 @@
 import assert from 'node:assert/strict';
-import type { EventEmitter } from 'node:events';
 import { copyFileSync, existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { type JobRef, JobStore, readJob } from '../../lib/job';
 import { type PhantomStudy, writePhantomStudy } from '../../lib/phantom';
 import type { ParserSummary } from '../../lib/volume/parse';
-import { scratchDir } from '../support/tools';
+import { collectMessages, helper, statusTexts, waitFor } from '../support/node-red';
+import { delay, scratchDir } from '../support/tools';
 
-/** The parts of node-red-node-test-helper these tests use (it ships no types). */
-interface SpyCall {
-  thisValue: unknown;
-  args: unknown[];
-}
-interface TestNode extends EventEmitter {
-  id: string;
-  receive(msg: Record<string, unknown>): void;
-}
-interface TestHelper {
-  init(runtimePath: string, settings?: Record<string, unknown>): void;
-  load(nodes: unknown, flow: Array<Record<string, unknown>>): Promise<void>;
-  unload(): Promise<void>;
-  getNode(id: string): TestNode;
-  _NodePrototype: { status: { getCalls(): SpyCall[] } };
-}
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const helper = require('node-red-node-test-helper') as TestHelper;
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const parserNode = require(join(__dirname, '..', '..', 'nodes', 'clara-dicom-parser', 'clara-dicom-parser.js')) as unknown;
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const catchNode = require(join(require.resolve('@node-red/nodes/package.json'), '..', 'core', 'common', '25-catch.js')) as unknown;
-
-helper.init(require.resolve('node-red'));
 
 interface ParsedMsg {
   job: JobRef;
@@ -41,26 +20,6 @@ interface ParsedMsg {
 interface CaughtMsg {
   job?: JobRef;
   error: { message: string; source: { id: string; type: string } };
-}
-
-function collect<T>(node: TestNode): T[] {
-  const msgs: T[] = [];
-  node.on('input', (msg: T) => msgs.push(msg));
-  return msgs;
-}
-
-async function waitFor<T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function statusTexts(node: TestNode): string[] {
-  return helper._NodePrototype.status.getCalls().filter((c) => c.thisValue === node).map((c) => String((c.args[0] as { text?: string } | undefined)?.text ?? ''));
 }
 
 describe('clara-dicom-parser node in a Node-RED 4 runtime', function () {
@@ -101,12 +60,12 @@ describe('clara-dicom-parser node in a Node-RED 4 runtime', function () {
   it('parses a job: one msg with the volumes and metadata paths, job.json updated, no pixel data in the msg', async () => {
     await helper.load([parserNode, catchNode], flow());
     const parser = helper.getNode('parser');
-    const out = collect<ParsedMsg>(helper.getNode('out'));
-    const caught = collect<CaughtMsg>(helper.getNode('caught'));
+    const out = collectMessages<ParsedMsg>(helper.getNode('out'));
+    const caught = collectMessages<CaughtMsg>(helper.getNode('caught'));
     const job = makeJob(phantomFiles());
     parser.receive({ job, payload: { studyInstanceUID: study.studyInstanceUID }, correlation: 7 });
     const msg = await waitFor(() => out[0], 60000, 'the parsed msg');
-    await new Promise((r) => setTimeout(r, 200));
+    await delay(200);
     assert.equal(out.length, 1);
     assert.equal(caught.length, 0);
     assert.deepEqual(msg.job, job);
@@ -136,8 +95,8 @@ describe('clara-dicom-parser node in a Node-RED 4 runtime', function () {
   it('fails a job of garbage through done(err) (a catch node gets it), marks it failed, and parses the next job', async () => {
     await helper.load([parserNode, catchNode], flow({ format: 'mhd' }));
     const parser = helper.getNode('parser');
-    const out = collect<ParsedMsg>(helper.getNode('out'));
-    const caught = collect<CaughtMsg>(helper.getNode('caught'));
+    const out = collectMessages<ParsedMsg>(helper.getNode('out'));
+    const caught = collectMessages<CaughtMsg>(helper.getNode('caught'));
     const bad = makeJob([]);
     writeFileSync(join(bad.dir, 'dicom', 'x.dcm'), 'this is not DICOM');
     parser.receive({ job: bad });
@@ -163,7 +122,7 @@ describe('clara-dicom-parser node in a Node-RED 4 runtime', function () {
   it('rejects a msg without a job, or with a folder that is not a job, through done(err)', async () => {
     await helper.load([parserNode, catchNode], flow());
     const parser = helper.getNode('parser');
-    const caught = collect<CaughtMsg>(helper.getNode('caught'));
+    const caught = collectMessages<CaughtMsg>(helper.getNode('caught'));
     parser.receive({ payload: 'no job here' });
     parser.receive({ job: { id: 'x', dir: join(scratch.dir, 'not-a-job'), studyInstanceUID: '1.2' } });
     await waitFor(() => (caught.length >= 2 ? true : undefined), 10000, 'two caught errors');
@@ -174,7 +133,7 @@ describe('clara-dicom-parser node in a Node-RED 4 runtime', function () {
   it('refuses an invalid format setting with a red status and errors for each msg', async () => {
     await helper.load([parserNode, catchNode], flow({ format: 'png' }));
     const parser = helper.getNode('parser');
-    const caught = collect<CaughtMsg>(helper.getNode('caught'));
+    const caught = collectMessages<CaughtMsg>(helper.getNode('caught'));
     assert.ok(statusTexts(parser).some((t) => /format must be one of/.test(t)));
     parser.receive({ job: makeJob([]) });
     const error = await waitFor(() => caught[0], 5000, 'the caught error');

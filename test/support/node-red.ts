@@ -1,4 +1,5 @@
 import type { EventEmitter } from 'node:events';
+import { delay } from './tools';
 
 /**
  * node-red-node-test-helper, typed for the parts the node tests use (it ships no types), and the small
@@ -58,14 +59,18 @@ export function logOf(node: TestNode): Array<{ level: number; message: string }>
     .map((e) => ({ level: e.level, message: typeof e.msg === 'string' ? e.msg : String((e.msg as Error | undefined)?.message ?? e.msg) }));
 }
 
-/** Polls `check` until it returns something other than undefined, or fails after `timeoutMs`. */
-export async function waitFor<T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+/**
+ * Polls `check` until it returns something other than undefined, or fails after `timeoutMs`. `what` may be
+ * a function so that the failure describes the state at the deadline (e.g. the statuses seen so far), not
+ * the state when the wait began.
+ */
+export async function waitFor<T>(check: () => T | undefined, timeoutMs: number, what: string | (() => string)): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = check();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
+    await delay(25);
   }
 }
 
@@ -78,6 +83,6 @@ export function collectMessages<T>(node: TestNode): T[] {
 
 /** The port a clara-dicom-in node reports in its status ("listening :PORT …"), e.g. after listening on port 0. */
 export async function listeningPort(node: TestNode, timeoutMs = 10000): Promise<number> {
-  const text = await waitFor(() => statusTexts(node).find((t) => /listening :\d+/.test(t)), timeoutMs, `the node to listen; status: ${statusTexts(node).join(' | ')}`);
+  const text = await waitFor(() => statusTexts(node).find((t) => /listening :\d+/.test(t)), timeoutMs, () => `the node to listen; status: ${statusTexts(node).join(' | ')}`);
   return Number(/listening :(\d+)/.exec(text)![1]);
 }

@@ -25,3 +25,8 @@ export function scratchDir(prefix: string): { dir: string; cleanup: () => void }
   const dir = mkdtempSync(join(tmpdir(), `clara-${prefix}-`));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
+
+/** Resolves after `ms` milliseconds (a pause in a test; never a timed assertion). */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
