@@ -22,6 +22,13 @@ const KNOWN_VRS = new Set([
   'AE', 'AS', 'AT', 'CS', 'DA', 'DS', 'DT', 'FL', 'FD', 'IS', 'LO', 'LT', 'OB', 'OD', 'OF', 'OL', 'OV', 'OW',
   'PN', 'SH', 'SL', 'SQ', 'SS', 'ST', 'SV', 'TM', 'UC', 'UI', 'UL', 'UN', 'UR', 'US', 'UT', 'UV',
 ]);
+/**
+ * VRs by their two bytes read as one 16-bit number, with whether the VR has a 32-bit length: one table
+ * look-up per element instead of a string per element.
+ */
+const VR_BY_CODE = new Map<number, { vr: string; long: boolean }>(
+  [...KNOWN_VRS].map((vr) => [(vr.charCodeAt(0) << 8) | vr.charCodeAt(1), { vr, long: LONG_LENGTH_VRS.has(vr) }]),
+);
 const PIXEL_DATA_TAGS = new Set<number>([Tag.PixelData, Tag.FloatPixelData, Tag.DoubleFloatPixelData]);
 /** Nesting deeper than this is treated as malformed input rather than risking the stack. */
 const MAX_SEQUENCE_DEPTH = 64;
@@ -127,10 +134,10 @@ class Parser {
       let length: number;
       let headerSize: number;
       const explicitHere = syntax.explicit;
-      const vrText = buf.toString('latin1', pos + 4, pos + 6);
-      if (explicitHere && KNOWN_VRS.has(vrText)) {
-        vr = vrText;
-        if (LONG_LENGTH_VRS.has(vr)) {
+      const explicitVr = explicitHere ? VR_BY_CODE.get((buf[pos + 4] << 8) | buf[pos + 5]) : undefined;
+      if (explicitVr) {
+        vr = explicitVr.vr;
+        if (explicitVr.long) {
           this.need(pos, 12, 'element', tag);
           length = le ? buf.readUInt32LE(pos + 8) : buf.readUInt32BE(pos + 8);
           headerSize = 12;
