@@ -146,21 +146,24 @@ export class InstanceSpool extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.accept(chunk);
+    this.flushWhenFull(callback);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    for (const { chunk } of chunks) this.accept(chunk);
+    this.flushWhenFull(callback);
+  }
+
+  private accept(chunk: Buffer): void {
     this.remember(chunk);
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     this.datasetBytes += chunk.length;
-    if (this.pendingBytes < SPOOL_FLUSH_BYTES) return callback();
-    this.flushAsync(callback);
   }
 
-  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
-    for (const { chunk } of chunks) {
-      this.remember(chunk);
-      this.pending.push(chunk);
-      this.pendingBytes += chunk.length;
-      this.datasetBytes += chunk.length;
-    }
+  /** Small instances are written in one go at the end; large ones in SPOOL_FLUSH_BYTES batches. */
+  private flushWhenFull(callback: (error?: Error | null) => void): void {
     if (this.pendingBytes < SPOOL_FLUSH_BYTES) return callback();
     this.flushAsync(callback);
   }
