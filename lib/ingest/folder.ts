@@ -12,11 +12,23 @@ export interface SkippedFile {
   reason: string;
 }
 
+/** A file whose copy in a job was replaced by a later file of the same SOP instance. */
+export interface ReplacedFile {
+  path: string;
+  by: string;
+  sopInstanceUID: string;
+}
+
 export interface FolderIngestResult {
   folder: string;
   jobs: CompletedJob[];
   /** Files that are not stored, each with the reason (not DICOM, truncated, no study, bad UID, ...). */
   skipped: SkippedFile[];
+  /**
+   * Files stored and then replaced because a later file carries the same SOP Instance UID (one instance
+   * in several encodings, say): the job holds one copy per instance, and these say which ones went.
+   */
+  replaced: ReplacedFile[];
   /** Files looked at, stored or not. */
   files: number;
 }
@@ -88,6 +100,9 @@ export async function ingestFolder(folder: string, store: JobStore, options: Fol
   const incoming = join(store.root, '.incoming');
   await mkdir(incoming, { recursive: true });
   const skipped: SkippedFile[] = [];
+  const replaced: ReplacedFile[] = [];
+  /** Which source file each job instance was copied from, to report replacements. */
+  const copiedFrom = new Map<string, string>();
   const skippedByStudy = new Map<string, SkippedFile[]>();
   let files = 0;
   let sequence = 0;
@@ -138,6 +153,13 @@ export async function ingestFolder(folder: string, store: JobStore, options: Fol
       assembler.addRejected(job, `${path}: ${reason}`);
       continue;
     }
+    const stored = join(job.ref.dir, DICOM_DIR, fileName);
+    const earlier = copiedFrom.get(stored);
+    if (earlier !== undefined) {
+      replaced.push({ path: earlier, by: path, sopInstanceUID: instance.sopInstanceUID });
+      options.log?.('warn', `${earlier} replaced in job ${job.ref.id} by ${path}: same SOP Instance UID ${instance.sopInstanceUID}`);
+    }
+    copiedFrom.set(stored, path);
     assembler.addInstance(job, instance);
   }
   for (const job of assembler.openJobs) {
@@ -146,5 +168,5 @@ export async function ingestFolder(folder: string, store: JobStore, options: Fol
     }
   }
   assembler.completeAll('folder');
-  return { folder: root, jobs, skipped, files };
+  return { folder: root, jobs, skipped, replaced, files };
 }

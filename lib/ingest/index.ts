@@ -4,4 +4,4 @@ export {
   type AssemblerOptions, type CompletedBy, type CompletedJob, type Grouping, type InstanceInfo, type JobSummary, type OpenJob,
   type SeriesSummary, type SourceContext,
 } from './assembler';
-export { FolderIngestError, ingestFolder, type FolderIngestOptions, type FolderIngestResult, type SkippedFile } from './folder';
+export { FolderIngestError, ingestFolder, type FolderIngestOptions, type FolderIngestResult, type ReplacedFile, type SkippedFile } from './folder';

@@ -2,7 +2,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import { type AllowEntry, PolicyConfigError, StoreScp, parseAllowList, validateAeTitle } from '../../lib/dimse';
-import { type CompletedJob, GROUPINGS, type Grouping, type SkippedFile, ingestFolder } from '../../lib/ingest';
+import { type CompletedJob, GROUPINGS, type Grouping, type ReplacedFile, type SkippedFile, ingestFolder } from '../../lib/ingest';
 import { JobStore, defaultWorkRoot } from '../../lib/job';
 
 /** The editor's settings, as Node-RED stores them (numbers may arrive as strings). */
@@ -25,6 +25,8 @@ interface JobMessage extends NodeMessage {
   topic: string;
   skipped?: SkippedFile[];
   skippedCount?: number;
+  replaced?: ReplacedFile[];
+  replacedCount?: number;
 }
 
 interface Settings {
@@ -197,6 +199,10 @@ export = function register(RED: NodeAPI): void {
             const first = result.skipped.slice(0, 3).map((s) => `${s.path}: ${s.reason}`).join('; ');
             node.warn(`clara-dicom-in: ${result.skipped.length} of ${result.files} file(s) in ${result.folder} skipped (${first}${result.skipped.length > 3 ? '; …' : ''})`);
           }
+          if (result.replaced.length > 0) {
+            const first = result.replaced[0];
+            node.warn(`clara-dicom-in: ${result.replaced.length} file(s) in ${result.folder} repeat a SOP instance already copied; the later file was kept (first: ${first.path} replaced by ${first.by})`);
+          }
           if (result.jobs.length === 0) {
             throw new Error(`clara-dicom-in: no DICOM instances in ${result.folder} (${result.files} file(s), ${result.skipped.length} skipped)`);
           }
@@ -211,6 +217,13 @@ export = function register(RED: NodeAPI): void {
             } else {
               delete out.skipped;
               delete out.skippedCount;
+            }
+            if (result.replaced.length > 0) {
+              out.replaced = result.replaced.slice(0, MAX_SKIPPED_IN_MSG);
+              out.replacedCount = result.replaced.length;
+            } else {
+              delete out.replaced;
+              delete out.replacedCount;
             }
             jobsSent++;
             send(out);

@@ -70,6 +70,10 @@ describe('lib/ingest ingestFolder (msg.payload = folder)', function () {
     assert.match(reasons.get('truncated.dcm')!, /truncated/);
     assert.match(reasons.get('no-study.dcm')!, /Study Instance UID/);
     assert.match(reasons.get('evil-uid.dcm')!, /invalid SOP Instance UID/);
+    // The duplicate is stored once, and the file whose copy it replaced is named, not silently dropped.
+    assert.equal(result.replaced.length, 1);
+    assert.deepEqual([result.replaced[0].path, result.replaced[0].by].sort(), [sample, join(junk, 'duplicate-of-a.dcm')].sort());
+    assert.ok(a.series.some((s) => s.sopInstanceUIDs.includes(result.replaced[0].sopInstanceUID)));
     // The refused file of study A is counted against its job.
     assert.equal(aJob.summary.rejected, 1);
     assert.equal(result.files, sourceFiles.length);
