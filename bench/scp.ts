@@ -1,8 +1,8 @@
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freeLoopbackPort } from '../lib/dimse/ports';
 import { writePhantomStudy } from '../lib/phantom';
 import { median } from './process';
 import type { BenchOptions, BenchRow } from './types';
@@ -28,17 +28,6 @@ interface Server {
   rssReport: string;
   stdoutLines: string[];
   stderr: string;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function delay(ms: number): Promise<void> {
@@ -139,8 +128,8 @@ async function compare(label: string, files: string[], outputRoot: string, round
   mkdirSync(workRoot, { recursive: true });
   mkdirSync(peerOut, { recursive: true });
   const main = join(__dirname, '..', 'lib', 'cli', 'main.js');
-  const oursPort = await freePort();
-  const peerPort = await freePort();
+  const oursPort = await freeLoopbackPort();
+  const peerPort = await freeLoopbackPort();
   const ours = startUnderTime(`ours-${label}`, oursPort, process.execPath, [main, 'listen', workRoot, '--port', String(oursPort), '--host', '127.0.0.1', '--timeout', '0.5', '--quiet'], process.env, scratch);
   const peer = startUnderTime(`storescp-${label}`, peerPort, 'storescp', ['-aet', 'STORESCP', '-od', peerOut, String(peerPort)], DCMTK_ENV, scratch);
   try {

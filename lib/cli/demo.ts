@@ -1,7 +1,8 @@
 import { readFileSync, readdirSync, mkdirSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
+import { freeLoopbackPort } from '../dimse/ports';
 import { sendFiles } from '../dimse/scu';
 import { writePhantomStudy } from '../phantom';
 import { InputError, UsageError, intOption, parseArgs, rejectUnknownOptions } from './args';
@@ -24,17 +25,6 @@ interface EmbeddedRed {
   stop(): Promise<void>;
   version(): string;
   hooks: { add(name: string, hook: (event: { msg: Record<string, unknown>; destination: { id: string } }) => void): void };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-  });
 }
 
 /** Node-RED starts nodes before their servers listen: wait until the SCP accepts connections. */
@@ -83,7 +73,7 @@ export async function run(argv: string[]): Promise<number> {
   const files = filesUnder(join(workDir, 'study', 'dicom'));
   out(`  phantom study: ${study.series.length} series, ${files.length} instances (${size}×${size}×${slices} T1c target) in ${seconds(t)} s`);
 
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const flow = JSON.parse(readFileSync(EXAMPLE_FLOW, 'utf8')) as FlowNode[];
   const dicomIn = flow.find((n) => n.type === 'clara-dicom-in');
   const result = flow.find((n) => n.type === 'debug' && n.name === 'parsed job');

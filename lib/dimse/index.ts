@@ -9,3 +9,4 @@ export {
   validateAeTitle, type AllowEntry,
 } from './policy';
 export { sendFiles, type SendResult, type SendTarget } from './scu';
+export { freeLoopbackPort } from './ports';

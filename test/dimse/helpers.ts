@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
 import { lstatSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Client, Dataset, requests as dimseRequests } from 'dcmjs-dimse';
 import { type WriteDataset, encodePart10 } from '../../lib/dicom/writer';
@@ -102,18 +101,6 @@ export function collect<T>(emitter: EventEmitter, event: string): T[] {
   const seen: T[] = [];
   emitter.on(event, (v: T) => seen.push(v));
   return seen;
-}
-
-/** A port that was free a moment ago (for tests that must reuse one fixed port, such as redeploys). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** A tiny but complete MR instance; `overrides` replace or add attributes. */

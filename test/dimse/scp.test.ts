@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { freeLoopbackPort } from '../../lib/dimse/ports';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -10,7 +11,7 @@ import { readJob } from '../../lib/job';
 import { type PhantomStudy, writePhantomStudy } from '../../lib/phantom';
 import { delay, scratchDir } from '../support/tools';
 import {
-  allFilesUnder, collect, dicomFilesUnder, echoscu, freePort, mrInstanceFile, nextEvent, runProcess, sendRawDataSet, storeResponses, storescu,
+  allFilesUnder, collect, dicomFilesUnder, echoscu, mrInstanceFile, nextEvent, runProcess, sendRawDataSet, storeResponses, storescu,
 } from './helpers';
 
 /** A small phantom study (37 instances of 32×32) and its files. */
@@ -358,7 +359,7 @@ describe('lib/dimse StoreScp (C-STORE SCP) against dcmtk peers', function () {
   });
 
   it('close() frees the port at once, so a new SCP can listen on it again and again', async () => {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     for (let round = 0; round < 3; round++) {
       const { scp } = await startScp({ port });
       assert.equal(scp.port, port);

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { freeLoopbackPort } from '../../lib/dimse/ports';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { readJob } from '../../lib/job';
 import { writePhantomStudy } from '../../lib/phantom';
-import { dicomFilesUnder, echoscu, freePort, storeResponses, storescu } from '../dimse/helpers';
+import { dicomFilesUnder, echoscu, storeResponses, storescu } from '../dimse/helpers';
 import { type TestNode, callsOn, collectMessages, helper, listeningPort, statusTexts, waitFor } from '../support/node-red';
 import { delay, scratchDir } from '../support/tools';
 
@@ -94,7 +95,7 @@ describe('clara-dicom-in node in a Node-RED 4 runtime', function () {
   });
 
   it('survives three redeploys in a row on the same port: never EADDRINUSE, echo answered each time', async () => {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const workRoot = join(scratch.dir, 'redeploy');
     const base = flow({ port, workRoot });
     await helper.load(claraDicomIn, base);
