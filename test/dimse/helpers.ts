@@ -1,10 +1,9 @@
 import { spawn } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
-import { lstatSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { Client, Dataset, requests as dimseRequests } from 'dcmjs-dimse';
 import { type WriteDataset, encodePart10 } from '../../lib/dicom/writer';
 import { SopClass, TransferSyntax } from '../../lib/dicom/uids';
+import { allFilesUnder } from '../support/tools';
 
 export interface ProcessResult {
   code: number | null;
@@ -56,22 +55,6 @@ export function echoscu(port: number, ae: AeOptions = {}): Promise<ProcessResult
 /** The store responses storescu -v reported, in order ("Success", "Error: DataSetDoesNotMatchSOPClass", ...). */
 export function storeResponses(result: ProcessResult): string[] {
   return [...(result.stdout + result.stderr).matchAll(/Received Store Response \(([^)]*)\)/g)].map((m) => m[1]);
-}
-
-/** Every file below a folder (any name), for "nothing was written elsewhere" checks. */
-export function allFilesUnder(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const name of readdirSync(d).sort()) {
-      const p = join(d, name);
-      const st = lstatSync(p);
-      if (st.isSymbolicLink()) continue;
-      if (st.isDirectory()) walk(p);
-      else out.push(p);
-    }
-  };
-  walk(dir);
-  return out;
 }
 
 /** Every .dcm file below a folder, sorted. */

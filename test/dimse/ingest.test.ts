@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { FolderIngestError, ingestFolder } from '../../lib/ingest';
 import { JobStore, readJob } from '../../lib/job';
 import { writePhantomStudy } from '../../lib/phantom';
-import { scratchDir } from '../support/tools';
-import { allFilesUnder, dicomFilesUnder, mrInstanceFile } from './helpers';
+import { allFilesUnder, scratchDir } from '../support/tools';
+import { dicomFilesUnder, mrInstanceFile } from './helpers';
 
 function digestOf(files: string[]): Map<string, string> {
   return new Map(files.map((f) => [f, `${createHash('sha256').update(readFileSync(f)).digest('hex')}:${statSync(f).mtimeMs}`]));

@@ -9,9 +9,9 @@ import { type AssociationEvent, type RejectedInstance, StoreScp, type StoreScpOp
 import type { CompletedJob } from '../../lib/ingest';
 import { readJob } from '../../lib/job';
 import { type PhantomStudy, writePhantomStudy } from '../../lib/phantom';
-import { delay, scratchDir } from '../support/tools';
+import { allFilesUnder, delay, scratchDir } from '../support/tools';
 import {
-  allFilesUnder, collect, dicomFilesUnder, echoscu, mrInstanceFile, nextEvent, runProcess, sendRawDataSet, storeResponses, storescu,
+  collect, dicomFilesUnder, echoscu, mrInstanceFile, nextEvent, runProcess, sendRawDataSet, storeResponses, storescu,
 } from './helpers';
 
 /** A small phantom study (37 instances of 32×32) and its files. */

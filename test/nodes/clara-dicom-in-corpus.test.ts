@@ -4,9 +4,9 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSyn
 import { join, relative } from 'node:path';
 import { SopClass, TransferSyntax, generateUid, isValidUid } from '../../lib/dicom/uids';
 import { writePhantomStudy } from '../../lib/phantom';
-import { allFilesUnder, dicomFilesUnder, echoscu, runProcess, sendRawDataSet, storescu } from '../dimse/helpers';
+import { dicomFilesUnder, echoscu, runProcess, sendRawDataSet, storescu } from '../dimse/helpers';
 import { type TestNode, collectMessages, helper, listeningPort, logOf, statusTexts, waitFor } from '../support/node-red';
-import { runTool, scratchDir } from '../support/tools';
+import { allFilesUnder, runTool, scratchDir } from '../support/tools';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const claraDicomIn = require(join(__dirname, '..', '..', 'nodes', 'clara-dicom-in', 'clara-dicom-in.js')) as unknown;

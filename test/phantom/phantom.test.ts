@@ -6,22 +6,13 @@ import { HeadModel, Tissue } from '../../lib/phantom/anatomy';
 import { type PhantomStudy, writePhantomStudy } from '../../lib/phantom';
 import { readNifti } from '../../lib/volume/nifti';
 import type { Matrix4 } from '../../lib/volume/types';
-import { runTool, scratchDir } from '../support/tools';
+import { allFilesUnder, runTool, scratchDir } from '../support/tools';
 
 const CLI = join(__dirname, '..', '..', 'lib', 'cli', 'main.js');
 
 /** Every file under dir, as paths relative to it, sorted. */
 function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const name of readdirSync(d)) {
-      const path = join(d, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else out.push(relative(dir, path));
-    }
-  };
-  walk(dir);
-  return out.sort();
+  return allFilesUnder(dir).map((path) => relative(dir, path)).sort();
 }
 
 /** The first python3 that can import pydicom and numpy (Debian's, when a pyenv shim shadows it). */

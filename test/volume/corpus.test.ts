@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { readNifti } from '../../lib/volume/nifti';
 import { type ParseResult, parseStudy } from '../../lib/volume/parse';
-import { scratchDir } from '../support/tools';
-import { compareWithDcm2niix, filesUnder, runDcm2niix } from './helpers';
+import { allFilesUnder, scratchDir } from '../support/tools';
+import { compareWithDcm2niix, runDcm2niix } from './helpers';
 
 /** pydicom's test files (Debian python3-pydicom): good images, odd encodings, non-images and junk. */
 const CORPUS = '/usr/lib/python3/dist-packages/pydicom/data/test_files';
@@ -38,7 +38,7 @@ const MUST_REPORT: Record<string, RegExp> = {
 describe('bad-input corpus: every pydicom test file is converted or reported', function () {
   this.timeout(300000);
   const scratch = scratchDir('volume-corpus');
-  const files = existsSync(CORPUS) ? filesUnder(CORPUS) : [];
+  const files = existsSync(CORPUS) ? allFilesUnder(CORPUS) : [];
   const results = new Map<string, ParseResult>();
 
   before(async function () {

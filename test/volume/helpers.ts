@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { SopClass, generateUid } from '../../lib/dicom/uids';
 import { type WriteDataset, writeDicomFile } from '../../lib/dicom/writer';
 import { readNifti } from '../../lib/volume/nifti';
 import type { ParseResult, VolumeRecord } from '../../lib/volume/parse';
 import type { Matrix4, Volume } from '../../lib/volume/types';
-import { runTool } from '../support/tools';
+import { allFilesUnder, runTool } from '../support/tools';
 
 type Vec3 = [number, number, number];
 
@@ -109,23 +109,10 @@ export function writeSeries(dir: string, studyInstanceUID: string, spec: SeriesS
   return { seriesInstanceUID, files };
 }
 
-/** Every file under dir (recursive), sorted. */
-export function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const name of readdirSync(d).sort()) {
-      const path = join(d, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else out.push(path);
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 /** Transcodes every file of a folder tree with a command-line tool: `tool args... in out`. */
 export function transcodeTree(source: string, target: string, tool: string, args: string[]): void {
-  for (const file of filesUnder(source)) {
+  for (const file of allFilesUnder(source)) {
     const out = join(target, relative(source, file));
     mkdirSync(join(out, '..'), { recursive: true });
     runTool(tool, [...args, file, out]);
