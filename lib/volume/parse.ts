@@ -405,17 +405,8 @@ export interface ParserSummary {
   dicomMetadata: string;
   report: string;
   format: OutputFormat;
-  volumes: Array<{
-    seriesInstanceUID: string;
-    stack: number;
-    /** Absolute path of the volume file. */
-    file: string;
-    dims: [number, number, number];
-    spacing: [number, number, number];
-    description: string;
-    modality?: string;
-    seriesNumber?: number;
-  }>;
+  /** The volumes, with just what a flow needs; `file` is absolute here. */
+  volumes: Array<Pick<VolumeRecord, 'seriesInstanceUID' | 'stack' | 'file' | 'dims' | 'spacing' | 'description' | 'modality' | 'seriesNumber'>>;
   /** The first 100; `skippedCount` has the total and the report file lists all. */
   skipped: SkipRecord[];
   skippedCount: number;
