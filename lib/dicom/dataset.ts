@@ -1,5 +1,3 @@
-import { Tag } from './tags';
-
 /** Where a value lies in the source buffer; bulk values (pixel data) are never copied out of it. */
 export interface DicomElement {
   tag: number;
@@ -19,10 +17,6 @@ export interface DicomElement {
 
 const TEXT_VRS = new Set(['AE', 'AS', 'CS', 'DA', 'DS', 'DT', 'IS', 'LO', 'LT', 'PN', 'SH', 'ST', 'TM', 'UC', 'UI', 'UR', 'UT']);
 const MULTI_VALUE_TEXT_VRS = new Set(['AE', 'AS', 'CS', 'DA', 'DS', 'DT', 'IS', 'LO', 'PN', 'SH', 'TM', 'UC', 'UI']);
-
-export function isTextVr(vr: string): boolean {
-  return TEXT_VRS.has(vr);
-}
 
 /** A parsed data set. Values are decoded on access, so parsing a header costs one pass over its bytes. */
 export class DicomDataset {
@@ -113,10 +107,5 @@ export class DicomDataset {
 
   sequence(tag: number): DicomDataset[] {
     return this.elements.get(tag)?.items ?? [];
-  }
-
-  /** The SOP instance's identity, which every stored instance must have. */
-  get sopInstanceUID(): string | undefined {
-    return this.string(Tag.SOPInstanceUID);
   }
 }

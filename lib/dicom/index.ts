@@ -1,5 +1,5 @@
 /** lib/dicom: reading, writing and decoding DICOM Part 10 files, with no framework attached. */
-export { DicomDataset, type DicomElement, isTextVr } from './dataset';
+export { DicomDataset, type DicomElement } from './dataset';
 export { entryForKeyword, entryForTag, keywordOf, resolveTag, type DictionaryEntry } from './dictionary';
 export { DicomParseError, parseDicom, readDicomHeader, type DicomFile, type PixelDataLocation } from './reader';
 export { decodeFrames, frameByteLength, isSupportedTransferSyntax, pixelModuleOf, splitFrames, type PixelModule } from './pixels';

@@ -68,10 +68,6 @@ export function isSupportedTransferSyntax(uid: string): boolean {
   return NATIVE_SYNTAXES.has(uid) || uid === TransferSyntax.RleLossless || uid in CODEC_BY_SYNTAX;
 }
 
-export function needsCodecs(uid: string): boolean {
-  return uid in CODEC_BY_SYNTAX;
-}
-
 interface CodecsModule {
   Context: new (attrs: Record<string, unknown>) => { getDecodedBuffer(): Uint8Array | undefined };
   NativeCodecs: Record<CodecName, (ctx: unknown, params?: Record<string, unknown>) => { getDecodedBuffer(): Uint8Array | undefined }> & {
