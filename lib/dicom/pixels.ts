@@ -64,6 +64,14 @@ const CODEC_BY_SYNTAX: Record<string, CodecName> = {
   [TransferSyntax.HtJpeg2000]: 'decodeHtJpeg2000',
 };
 
+/**
+ * Whether decoding gives back the stored pixel cells byte for byte, high bits and all (uncompressed
+ * syntaxes and RLE), rather than values a codec has already reduced to BitsStored.
+ */
+export function decodesToStoredCells(uid: string): boolean {
+  return NATIVE_SYNTAXES.has(uid) || uid === TransferSyntax.RleLossless;
+}
+
 export function isSupportedTransferSyntax(uid: string): boolean {
   return NATIVE_SYNTAXES.has(uid) || uid === TransferSyntax.RleLossless || uid in CODEC_BY_SYNTAX;
 }

@@ -1,5 +1,5 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import { decodeFrames, frameByteLength } from '../dicom/pixels';
+import { decodeFrames, decodesToStoredCells, frameByteLength } from '../dicom/pixels';
 import { readDicomHeader } from '../dicom/reader';
 import { Tag } from '../dicom/tags';
 import { TransferSyntax } from '../dicom/uids';
@@ -182,11 +182,8 @@ function fixStoredBits(data: VoxelArray, instance: ImageInstance): void {
   }
 }
 
+/** Uncompressed little endian: slices are read from the file straight into the volume. */
 const NATIVE_LITTLE_ENDIAN = new Set<string>([TransferSyntax.ImplicitVRLittleEndian, TransferSyntax.ExplicitVRLittleEndian]);
-/** Transfer syntaxes whose decoded bytes are the stored pixel cells, high bits and all. */
-const NATIVE_BYTE_SYNTAXES = new Set<string>([
-  ...NATIVE_LITTLE_ENDIAN, TransferSyntax.ExplicitVRBigEndian, TransferSyntax.DeflatedExplicitVRLittleEndian, TransferSyntax.RleLossless,
-]);
 
 /** Where each native axis (column, row, slice) moves in the output array, as a signed stride, plus the start. */
 function stridesFor(nativeDims: [number, number, number], layout: AxisLayout): { base: number; strides: [number, number, number] } {
@@ -339,7 +336,7 @@ export async function buildVolume(stack: Stack, mode: RescaleMode, arena?: Voxel
         // JPEG, JPEG-LS and JPEG 2000 decoders return the sample values of their code stream, whose
         // signedness can disagree with PixelRepresentation (pydicom's J2K_pixelrep_mismatch): trust the
         // decoder there, as dcm2niix and pydicom do; uncompressed and RLE bytes are as stored.
-        decodedValues = !NATIVE_BYTE_SYNTAXES.has(instance.transferSyntaxUID);
+        decodedValues = !decodesToStoredCells(instance.transferSyntaxUID);
         if (cached?.path !== instance.path) {
           cached = undefined; // let the previous instance's frames go before decoding the next
           const file = readDicomHeader(instance.path);
