@@ -8,6 +8,7 @@ import { BenchOptions, BenchRow } from './types';
 const BENCHES: Array<{ name: string; load: () => Promise<{ run(o: BenchOptions): Promise<BenchRow[]> }> }> = [
   { name: 'scp', load: () => import('./scp') },
   { name: 'ingest', load: () => import('./ingest') },
+  { name: 'select', load: () => import('./select') },
 ];
 
 function toolVersion(command: string, args: string[]): string {

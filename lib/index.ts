@@ -8,4 +8,5 @@ export * as dimse from './dimse';
 export * as ingest from './ingest';
 export * as job from './job';
 export * as phantom from './phantom';
+export * as select from './select';
 export * as volume from './volume';

@@ -8,7 +8,7 @@ import { writePhantomStudy } from '../phantom';
 import { InputError, UsageError, intOption, parseArgs, rejectUnknownOptions } from './args';
 
 /** The example flow the demo runs: the same file Node-RED lists under Import › Examples. */
-const EXAMPLE_FLOW = join(__dirname, '..', '..', '..', 'examples', '01 Receive and parse a study.json');
+const EXAMPLE_FLOW = join(__dirname, '..', '..', '..', 'examples', '01 Receive, parse and select a study.json');
 const COMPILED_NODES = join(__dirname, '..', '..', 'nodes');
 const DEMO_CALLING_AE = 'DEMO-PACS';
 
@@ -55,7 +55,8 @@ function seconds(since: bigint): string {
 
 /**
  * The quick-start pipeline: writes the bundled phantom study, starts a real Node-RED runtime with the
- * example flow, sends the study to clara-dicom-in over DICOM and prints what the parser wrote.
+ * example flow, sends the study to clara-dicom-in over DICOM and prints what the parser wrote and which
+ * series the selector picked.
  */
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
@@ -76,9 +77,10 @@ export async function run(argv: string[]): Promise<number> {
   const port = await freeLoopbackPort();
   const flow = JSON.parse(readFileSync(EXAMPLE_FLOW, 'utf8')) as FlowNode[];
   const dicomIn = flow.find((n) => n.type === 'clara-dicom-in');
-  const result = flow.find((n) => n.type === 'debug' && n.name === 'parsed job');
+  const result = flow.find((n) => n.type === 'debug' && n.name === 'selected series');
+  const noMatch = flow.find((n) => n.type === 'debug' && n.name === 'no match');
   const errors = flow.find((n) => n.type === 'debug' && n.name === 'pipeline errors');
-  if (!dicomIn || !result || !errors) throw new Error(`${EXAMPLE_FLOW} lacks the nodes the demo drives`);
+  if (!dicomIn || !result || !noMatch || !errors) throw new Error(`${EXAMPLE_FLOW} lacks the nodes the demo drives`);
   Object.assign(dicomIn, { port, host: '127.0.0.1', studyTimeout: 1, workRoot: join(workDir, 'jobs'), allow: DEMO_CALLING_AE });
   const userDir = join(workDir, 'node-red');
   mkdirSync(userDir, { recursive: true });
@@ -100,7 +102,11 @@ export async function run(argv: string[]): Promise<number> {
   const outcome = new Promise<Record<string, unknown>>((resolveOutcome, rejectOutcome) => {
     RED.hooks.add('onReceive.claraDemo', (event) => {
       if (event.destination.id === result.id) resolveOutcome(event.msg);
-      else if (event.destination.id === errors.id) {
+      else if (event.destination.id === noMatch.id) {
+        const selection = event.msg.selection as { unmatched?: Array<{ name: string; series: Array<{ seriesDescription?: string; reason: string }> }> } | undefined;
+        const first = selection?.unmatched?.[0];
+        rejectOutcome(new InputError(`no series matched selection ${first?.name ?? '?'}: ${first?.series.map((s) => `${s.seriesDescription}: ${s.reason}`).join('; ') ?? ''}`));
+      } else if (event.destination.id === errors.id) {
         const error = event.msg.error as { message?: string; source?: { type?: string } } | undefined;
         rejectOutcome(new InputError(`${error?.source?.type ?? 'flow'}: ${error?.message ?? 'failed'}`));
       }
@@ -117,12 +123,12 @@ export async function run(argv: string[]): Promise<number> {
     out(`  C-STORE: ${sent.sent} instances sent in ${seconds(t)} s`);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, rejectDeadline) => {
-      timer = setTimeout(() => rejectDeadline(new InputError('the flow produced no parsed job within 10 minutes')), 600000);
+      timer = setTimeout(() => rejectDeadline(new InputError('the flow selected no series within 10 minutes')), 600000);
     });
     const msg = await Promise.race([outcome, deadline]).finally(() => clearTimeout(timer));
     const job = msg.job as { id: string; dir: string };
     const parser = msg.parser as { volumes?: Array<Record<string, unknown>>; skipped?: unknown[]; warnings?: unknown[] };
-    out(`  job ${job.id}: received, then parsed in ${seconds(t)} s since the first C-STORE`);
+    out(`  job ${job.id}: received, parsed and selected in ${seconds(t)} s since the first C-STORE`);
     for (const v of parser.volumes ?? []) {
       const dims = Array.isArray(v.dims) ? (v.dims as number[]).join('×') : '?';
       const spacing = Array.isArray(v.spacing) ? (v.spacing as number[]).map((s) => s.toFixed(2)).join('×') + ' mm' : '';
@@ -130,6 +136,10 @@ export async function run(argv: string[]): Promise<number> {
     }
     out(`  ${parser.volumes?.length ?? 0} volumes, ${parser.skipped?.length ?? 0} skipped, ${parser.warnings?.length ?? 0} warnings`);
     for (const w of parser.warnings ?? []) out(`    warning: ${(w as { message?: string }).message ?? JSON.stringify(w)}`);
+    const selection = msg.selection as { selections: Array<{ name: string; series: Array<{ seriesNumber?: number; seriesDescription?: string; image: string }> }> };
+    for (const chosen of selection.selections) {
+      for (const s of chosen.series) out(`  selection ${chosen.name}: series ${s.seriesNumber ?? '-'} "${s.seriesDescription ?? ''}" → ${basename(s.image)}`);
+    }
     out(`  job folder: ${job.dir}`);
     return 0;
   } finally {

@@ -48,6 +48,11 @@ registerCommand('parse', {
   summary: 'convert every image series of a folder into volumes plus Clara metadata',
   load: () => import('./parse'),
 });
+registerCommand('select', {
+  usage: 'select [--rules <file|json|base64>] [--out DIR] [--all-matched] [--json] <parsed-dir>',
+  summary: 'apply Clara/MONAI series selection rules to a parse; exit 3 when a selection matches nothing',
+  load: () => import('./select'),
+});
 registerCommand('phantom', {
   usage: 'phantom <out-dir> [--size N] [--slices N] [--seed N]',
   summary: 'write a synthetic brain MR study and its ground-truth tumour mask',

@@ -13,7 +13,8 @@ const BULK_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'UN']);
 /** Text values longer than this (free-text reports, embedded XML) are treated as bulk. */
 const MAX_INLINE_TEXT = 4096;
 
-function hexTag(tag: number): string {
+/** The DICOM JSON model's key for a tag (PS3.18 F.2): "GGGGEEEE". */
+export function dicomJsonKey(tag: number): string {
   return (tag >>> 0).toString(16).toUpperCase().padStart(8, '0');
 }
 
@@ -27,7 +28,7 @@ export function toDicomJson(ds: DicomDataset): DicomJsonObject {
   for (const tag of tags) {
     const el = ds.elements.get(tag)!;
     if (tag === Tag.PixelData || tag === Tag.FloatPixelData || tag === Tag.DoubleFloatPixelData || (tag >>> 16) === 0x0002) continue;
-    const key = hexTag(tag);
+    const key = dicomJsonKey(tag);
     if (el.vr === 'SQ') {
       out[key] = { vr: 'SQ', Value: (el.items ?? []).map(toDicomJson) };
       continue;
@@ -38,7 +39,7 @@ export function toDicomJson(ds: DicomDataset): DicomJsonObject {
       continue;
     }
     if (el.vr === 'AT') {
-      out[key] = { vr: 'AT', Value: ds.numbers(tag).map(hexTag) };
+      out[key] = { vr: 'AT', Value: ds.numbers(tag).map(dicomJsonKey) };
       continue;
     }
     const values: Array<string | number | { Alphabetic: string }> = NUMERIC_VRS.has(el.vr)

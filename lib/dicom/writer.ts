@@ -180,6 +180,11 @@ export function writeFileAtomic(path: string, data: Buffer | Uint8Array): void {
   }
 }
 
+/** Writes a metadata file (job.json, dicom-metadata.json, ...) as indented JSON, atomically. */
+export function writeJsonAtomic(path: string, value: unknown): void {
+  writeFileAtomic(path, Buffer.from(JSON.stringify(value, null, 2) + '\n'));
+}
+
 export function writeDicomFile(path: string, dataset: WriteDataset): void {
   writeFileAtomic(path, encodePart10(dataset));
 }

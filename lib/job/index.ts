@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
-import { writeFileAtomic } from '../dicom/writer';
+import { writeJsonAtomic } from '../dicom/writer';
 import { isValidUid } from '../dicom/uids';
 
 /** The lifecycle of a study job; later stages add their own states after "received". */
-export type JobState = 'receiving' | 'received' | 'parsing' | 'parsed' | 'selected' | 'inferring' | 'inferred' | 'writing' | 'sending' | 'done' | 'failed';
+export type JobState = 'receiving' | 'received' | 'parsing' | 'parsed' | 'selected' | 'no-match' | 'inferring' | 'inferred' | 'writing' | 'sending' | 'done' | 'failed';
 
 export interface JobError {
   at: string;
@@ -91,7 +91,7 @@ export function readJob(jobDir: string): JobRecord {
 }
 
 export function writeJob(jobDir: string, record: JobRecord): void {
-  writeFileAtomic(jobFilePath(jobDir), Buffer.from(JSON.stringify(record, null, 2) + '\n'));
+  writeJsonAtomic(jobFilePath(jobDir), record);
 }
 
 /** Read-modify-write of job.json. Each job is driven by one flow at a time, so no lock is needed. */

@@ -1,7 +1,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SopClass } from '../dicom/uids';
-import { type WriteDataset, writeDicomFile, writeFileAtomic } from '../dicom/writer';
+import { type WriteDataset, writeDicomFile, writeJsonAtomic } from '../dicom/writer';
 import { writeNifti } from '../volume/nifti';
 import type { Matrix4 } from '../volume/types';
 import { HeadModel, type Tumor, placeTumor, sampleSlice } from './anatomy';
@@ -357,7 +357,7 @@ export function writePhantomStudy(outDir: string, options: PhantomOptions = {}):
     tumor: { ...tumor, centerLps: tumor.centerLps.map(tidy) as Vec3 },
     maskPath,
   };
-  writeFileAtomic(join(outDir, 'phantom.json'), Buffer.from(JSON.stringify(study, null, 2) + '\n'));
+  writeJsonAtomic(join(outDir, 'phantom.json'), study);
   return study;
 }
 

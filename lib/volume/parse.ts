@@ -4,7 +4,7 @@ import { join, relative, resolve, sep } from 'node:path';
 import { type DicomJsonObject, toDicomJson } from '../dicom/json';
 import { readDicomHeader } from '../dicom/reader';
 import { isValidUid } from '../dicom/uids';
-import { writeFileAtomic } from '../dicom/writer';
+import { writeJsonAtomic } from '../dicom/writer';
 import { type RescaleMode, VoxelArena, buildVolume, volumeBytes } from './convert';
 import { type AxisLayout, spacingOf } from './geometry';
 import { writeMetaImage } from './metaimage';
@@ -145,10 +145,6 @@ function countReasons(reasons: string[]): string {
   return [...counts].map(([r, n]) => (n > 1 ? `${r} (${n} instances)` : r)).join('; ');
 }
 
-function writeJson(path: string, value: unknown): void {
-  writeFileAtomic(path, Buffer.from(JSON.stringify(value, null, 2) + '\n'));
-}
-
 function attributesOf(series: ScannedSeries): { attributes?: DicomJsonObject; error?: string } {
   try {
     return { attributes: toDicomJson(readDicomHeader(series.representativePath).dataset) };
@@ -236,8 +232,8 @@ export async function parseStudy(inputDir: string, outDir: string, options: Pars
   const seriesImagesPath = join(output, SERIES_IMAGES_FILE);
   const dicomMetadataPath = join(output, DICOM_METADATA_FILE);
   const reportPath = join(output, PARSE_REPORT_FILE);
-  writeJson(seriesImagesPath, seriesImagesOf(ordered, volumes));
-  writeJson(dicomMetadataPath, dicomMetadataOf(ordered, imageFiles, skipped, relative(output, input).split(sep).join('/') || '.'));
+  writeJsonAtomic(seriesImagesPath, seriesImagesOf(ordered, volumes));
+  writeJsonAtomic(dicomMetadataPath, dicomMetadataOf(ordered, imageFiles, skipped, relative(output, input).split(sep).join('/') || '.'));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const result: ParseResult = {
     inputDir: input,
@@ -253,7 +249,7 @@ export async function parseStudy(inputDir: string, outDir: string, options: Pars
     report: reportPath,
     seconds,
   };
-  writeJson(reportPath, {
+  writeJsonAtomic(reportPath, {
     inputDir: input,
     format,
     spacingPolicy,
@@ -324,13 +320,71 @@ async function convertStack(
   };
 }
 
+/** One stack's entry in series-images.json. */
+export interface SeriesImageStack {
+  /** Relative to the parser's output folder. */
+  image: string;
+  stack: number;
+  label?: string;
+  dims: [number, number, number];
+  spacing: number[];
+  orientation: VolumeRecord['plane'];
+  ImageOrientationPatient: number[];
+  voxelType: VoxelType;
+  rescale?: { slope: number; intercept: number };
+  axes: [string, string, string];
+  affine: number[][];
+  sliceCount: number;
+  slices: SliceSource[];
+  warnings: string[];
+}
+
+/** One series' entry in series-images.json: its main stack, plus every stack when it was split. */
+export interface SeriesImageEntry extends SeriesImageStack {
+  StudyInstanceUID: string;
+  SeriesInstanceUID: string;
+  SeriesDescription?: string;
+  SeriesNumber?: number;
+  Modality?: string;
+  ImageType: string[];
+  instanceCount: number;
+  stacks?: SeriesImageStack[];
+}
+
+/** series-images.json: Series Instance UID → its entry, for image series only. */
+export type SeriesImagesFile = Record<string, SeriesImageEntry>;
+
+/** One series in dicom-metadata.json, image or not. */
+export interface DicomMetadataSeries {
+  SeriesInstanceUID: string;
+  SeriesNumber?: number;
+  SeriesDescription?: string;
+  Modality?: string;
+  /** The main volume's file, relative to the parser's output folder; null when the series was not converted. */
+  image: string | null;
+  skippedReason?: string;
+  instanceCount: number;
+  /** The series' first instance (lowest InstanceNumber) in the DICOM JSON model, bulk values left out. */
+  attributes: DicomJsonObject;
+  attributesError?: string;
+  /** `file` is relative to `dicomFolder`. */
+  instances: Array<{ SOPInstanceUID: string; file: string }>;
+}
+
+/** dicom-metadata.json. */
+export interface DicomMetadataFile {
+  /** The DICOM folder, relative to the parser's output folder. */
+  dicomFolder: string;
+  studies: Array<{ StudyInstanceUID: string; series: DicomMetadataSeries[] }>;
+}
+
 /** series-images.json: Series Instance UID → its image file and key attributes; split series list every stack. */
-function seriesImagesOf(series: ScannedSeries[], volumes: VolumeRecord[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+function seriesImagesOf(series: ScannedSeries[], volumes: VolumeRecord[]): SeriesImagesFile {
+  const out: SeriesImagesFile = {};
   for (const s of series) {
     const own = volumes.filter((v) => v.seriesInstanceUID === s.seriesInstanceUID);
     if (own.length === 0) continue;
-    const describe = (v: VolumeRecord) => ({
+    const describe = (v: VolumeRecord): SeriesImageStack => ({
       image: v.file,
       stack: v.stack,
       label: v.label,
@@ -370,13 +424,13 @@ function seriesImagesOf(series: ScannedSeries[], volumes: VolumeRecord[]): Recor
  * DICOM JSON model (PS3.18 F.2; pixel and other bulk data left out), the instance count and the
  * instances with their files (relative to `dicomFolder`, itself relative to this file's folder).
  */
-function dicomMetadataOf(series: ScannedSeries[], imageFiles: Map<string, string>, skipped: SkipRecord[], dicomFolder: string): Record<string, unknown> {
-  const studies = new Map<string, Array<Record<string, unknown>>>();
+function dicomMetadataOf(series: ScannedSeries[], imageFiles: Map<string, string>, skipped: SkipRecord[], dicomFolder: string): DicomMetadataFile {
+  const studies = new Map<string, DicomMetadataSeries[]>();
   for (const s of series) {
     const { attributes, error } = attributesOf(s);
     const image = imageFiles.get(s.seriesInstanceUID);
     const reason = image ? undefined : skipped.find((k) => k.seriesInstanceUID === s.seriesInstanceUID && (k.kind === 'series' || k.kind === 'stack'))?.reason;
-    const entry = {
+    const entry: DicomMetadataSeries = {
       SeriesInstanceUID: s.seriesInstanceUID,
       SeriesNumber: s.seriesNumber,
       SeriesDescription: s.seriesDescription,

@@ -11,7 +11,7 @@ describe('clara-dicom demo (the quick start)', function () {
   const scratch = scratchDir('demo');
   after(() => scratch.cleanup());
 
-  it('sends the phantom study through a real Node-RED flow and prints every volume the parser wrote', () => {
+  it('sends the phantom study through a real Node-RED flow, prints every volume and the T1c series selected', () => {
     const run = spawnSync(process.execPath, [CLI, 'demo', '--work-dir', scratch.dir, '--size', '48', '--slices', '16'], { encoding: 'utf8' });
     assert.equal(run.status, 0, run.stderr + run.stdout);
     const out = run.stdout;
@@ -22,7 +22,7 @@ describe('clara-dicom demo (the quick start)', function () {
     const jobDir = /job folder: (.+)/.exec(out)?.[1].trim();
     assert.ok(jobDir && existsSync(join(jobDir, 'job.json')), 'job folder printed');
     const job = JSON.parse(readFileSync(join(jobDir, 'job.json'), 'utf8'));
-    assert.equal(job.state, 'parsed');
+    assert.equal(job.state, 'selected');
     const manifest = JSON.parse(readFileSync(join(scratch.dir, 'study', 'phantom.json'), 'utf8'));
     assert.equal(job.counts.instances, manifest.series.reduce((n: number, s: { instanceCount: number }) => n + s.instanceCount, 0));
     const seriesImages = JSON.parse(readFileSync(join(jobDir, 'parser', 'series-images.json'), 'utf8'));
@@ -31,6 +31,11 @@ describe('clara-dicom demo (the quick start)', function () {
     assert.deepEqual(target.dims, [48, 48, 16]);
     assert.ok(existsSync(join(jobDir, 'parser', target.image)));
     assert.match(out, new RegExp(`${target.image.replace(/\./g, '\\.')}\\s+48×48×16`));
+    // The example flow's selector applies the Clara pipeline's Base64 rule: the T1c target, nothing else.
+    assert.match(out, new RegExp(`\\n  selection T1C: series 4 "Ax 3D T1c MPRAGE" → ${target.image.replace(/\./g, '\\.')}\\n`));
+    assert.equal(out.match(/selection T1C:/g)?.length, 1);
+    const selected = JSON.parse(readFileSync(join(jobDir, 'selector', 'selected-images.json'), 'utf8'));
+    assert.deepEqual(Object.keys(selected.T1C), [manifest.targetSeriesInstanceUID]);
   });
 
   it('exits 2 on wrong usage', () => {
