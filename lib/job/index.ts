@@ -86,6 +86,19 @@ export function jobFilePath(jobDir: string): string {
   return join(jobDir, JOB_FILE);
 }
 
+/**
+ * The job reference a Node-RED message carries in `msg.job`, checked: the nodes after clara-dicom-in
+ * refuse a message whose job folder does not exist, with a reason a flow author can act on.
+ */
+export function jobRefOf(message: { job?: unknown }): JobRef {
+  const job = message.job as Partial<JobRef> | undefined;
+  if (!job || typeof job !== 'object' || typeof job.dir !== 'string' || job.dir.trim() === '') {
+    throw new Error('msg.job must be a job reference { id, dir, studyInstanceUID } from clara-dicom-in');
+  }
+  if (!existsSync(jobFilePath(job.dir))) throw new Error(`msg.job.dir ${job.dir} is not a job folder (it has no job.json)`);
+  return { id: String(job.id ?? ''), dir: job.dir, studyInstanceUID: String(job.studyInstanceUID ?? '') };
+}
+
 export function readJob(jobDir: string): JobRecord {
   return JSON.parse(readFileSync(jobFilePath(jobDir), 'utf8')) as JobRecord;
 }

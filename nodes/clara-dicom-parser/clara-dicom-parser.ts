@@ -1,7 +1,6 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { DICOM_DIR, type JobRef, jobFilePath, operatorDir, recordJobError, setJobState, updateJob } from '../../lib/job';
+import { DICOM_DIR, jobRefOf, operatorDir, recordJobError, setJobState, updateJob } from '../../lib/job';
 import {
   OUTPUT_FORMATS, type OutputFormat, ParseAbortedError, type ParseResult, type ParserSummary, SPACING_POLICIES, type SpacingPolicy,
   parseStudy, parserSummaryOf,
@@ -16,15 +15,6 @@ interface ClaraDicomParserDef extends NodeDef {
 const STAGE = 'parse';
 /** The job's folder for this operator's output (Clara's operators each own one). */
 const PARSER_DIR = 'parser';
-
-function jobOf(msg: NodeMessageInFlow): JobRef {
-  const job = (msg as { job?: unknown }).job as Partial<JobRef> | undefined;
-  if (!job || typeof job !== 'object' || typeof job.dir !== 'string' || job.dir.trim() === '') {
-    throw new Error('msg.job must be a job reference { id, dir, studyInstanceUID } from clara-dicom-in');
-  }
-  if (!existsSync(jobFilePath(job.dir))) throw new Error(`msg.job.dir ${job.dir} is not a job folder (it has no job.json)`);
-  return { id: String(job.id ?? ''), dir: job.dir, studyInstanceUID: String(job.studyInstanceUID ?? '') };
-}
 
 export = function register(RED: NodeAPI): void {
   function ClaraDicomParserNode(this: Node, config: ClaraDicomParserDef): void {
@@ -51,7 +41,7 @@ export = function register(RED: NodeAPI): void {
     node.status({});
 
     async function parseJob(msg: NodeMessageInFlow, send: (msg: NodeMessageInFlow) => void): Promise<void> {
-      const job = jobOf(msg);
+      const job = jobRefOf(msg as { job?: unknown });
       const started = Date.now();
       setJobState(job.dir, 'parsing');
       node.status({ fill: 'blue', shape: 'dot', text: 'parsing: reading headers' });

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { type JobRef, jobFilePath, operatorDir, recordJobError, updateJob } from '../../lib/job';
+import { type JobRef, jobFilePath, jobRefOf, operatorDir, recordJobError, updateJob } from '../../lib/job';
 import { type CompiledRules, type RuleProblem, RulesError, type RulesSource, compileRules, decodeRulesText, loadRules } from '../../lib/select/rules';
 import { readDicomMetadata, runSelection, type SelectionSummary, selectionSummaryOf } from '../../lib/select/run';
 import { selectSeries } from '../../lib/select/match';
@@ -45,15 +45,6 @@ function compileMessageRules(rules: unknown, defaults: { allMatched: boolean; so
   return compileRules(rules, defaults);
 }
 
-function jobOf(msg: NodeMessageInFlow): JobRef {
-  const job = (msg as { job?: unknown }).job as Partial<JobRef> | undefined;
-  if (!job || typeof job !== 'object' || typeof job.dir !== 'string' || job.dir.trim() === '') {
-    throw new Error('msg.job must be a job reference { id, dir, studyInstanceUID } from clara-dicom-in');
-  }
-  if (!existsSync(jobFilePath(job.dir))) throw new Error(`msg.job.dir ${job.dir} is not a job folder (it has no job.json)`);
-  return { id: String(job.id ?? ''), dir: job.dir, studyInstanceUID: String(job.studyInstanceUID ?? '') };
-}
-
 /** The parser's output folder: msg.parser.dir when the parser sent one, else the job's parser/ folder. */
 function parserDirOf(msg: NodeMessageInFlow, job: JobRef): string {
   const parser = (msg as { parser?: { dir?: unknown } }).parser;
@@ -87,7 +78,7 @@ export = function register(RED: NodeAPI): void {
     node.on('input', (msg: NodeMessageInFlow, send, done) => {
       let job: JobRef | undefined;
       try {
-        job = jobOf(msg);
+        job = jobRefOf(msg as { job?: unknown });
         const parserDir = parserDirOf(msg, job);
         lastJobs.set(node.id, { job, parserDir, at: new Date().toISOString() });
         const override = (msg as { rules?: unknown }).rules;

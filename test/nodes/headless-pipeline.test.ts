@@ -30,11 +30,11 @@ describe('headless Node-RED: dicom-in → parser → series selector, admin API 
   const selectedFile = () => join(scratch.dir, 'selected.jsonl');
   const noMatchFile = () => join(scratch.dir, 'nomatch.jsonl');
 
-  async function token(username: string, password: string): Promise<string> {
+  async function token(username: string, password: string, scope: string): Promise<string> {
     const res = await fetch(`${adminUrl}/auth/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ client_id: 'node-red-admin', grant_type: 'password', scope: '*', username, password }),
+      body: JSON.stringify({ client_id: 'node-red-admin', grant_type: 'password', scope, username, password }),
     });
     assert.equal(res.status, 200, `login of ${username}`);
     return ((await res.json()) as { access_token: string }).access_token;
@@ -144,7 +144,7 @@ describe('headless Node-RED: dicom-in → parser → series selector, admin API 
     const anonymousPreview = await postJson('/clara-series-selector/sel/preview', { rulesType: 'base64', rules: SEED_BASE64 });
     assert.equal(anonymousPreview.status, 401);
 
-    const viewer = await token('viewer', 'viewer-pass');
+    const viewer = await token('viewer', 'viewer-pass', 'read');
     const validated = await postJson('/clara-series-selector/validate', { rulesType: 'json', rules: '{"selections":[{"name":"T2","conditions":{"SeriesDescripton":"T2"}}]}' }, viewer);
     assert.equal(validated.status, 200);
     assert.equal(validated.body.ok, false);
