@@ -19,6 +19,7 @@ import { selectSeries } from '../lib/select/match';
 import { compileRules, decodeRulesText } from '../lib/select/rules';
 import { type SelectedImagesFile, SELECTED_IMAGES_FILE, readDicomMetadata, runSelection } from '../lib/select/run';
 import { DICOM_METADATA_FILE, type DicomMetadataFile, type DicomMetadataSeries, SERIES_IMAGES_FILE, type SeriesImagesFile } from '../lib/volume/parse';
+import { seedSelectionRulesBase64 } from '../test/support/clara';
 import { interleave, median, timeProcess } from './process';
 import { BenchOptions, BenchRow } from './types';
 
@@ -27,7 +28,6 @@ const PYTHON = '/usr/bin/python3';
 const PEER = join(__dirname, '..', '..', 'bench', 'peers', 'select_peer.py');
 // The peer resolves keywords with the same PS3.6 dictionary we generate at build time.
 const DICTIONARY = join(__dirname, '..', 'lib', 'dicom', 'dictionary.json');
-const CLARA_PIPELINE = join(__dirname, '..', '..', '..', 'shared', 'clara', 'advanced-dicom-integration-pipeline.yaml');
 const STUDIES = 2;
 const SERIES_PER_STUDY = 120;
 const TARGET_MS = 50;
@@ -350,14 +350,6 @@ export function writeSyntheticParse(dir: string): SyntheticParse {
 // ---------------------------------------------------------------------------------------------
 // Rules.
 
-/** The seed pipeline's NVIDIA_CLARA_SELECTION_RULES_BASE64, as the Clara YAML has it. */
-function seedRulesBase64(): string {
-  const yaml = readFileSync(CLARA_PIPELINE, 'utf8');
-  const m = /NVIDIA_CLARA_SELECTION_RULES_BASE64:\s*([A-Za-z0-9+/=]+)/.exec(yaml);
-  if (!m) throw new Error(`bench select: no NVIDIA_CLARA_SELECTION_RULES_BASE64 in ${CLARA_PIPELINE}`);
-  return m[1];
-}
-
 /**
  * Four selections with regex look-arounds, numeric ranges and operators, orientation words, list
  * exclusions, all_matched and sort_by_sop_instance_count. Terms are chosen so that MONAI's substring
@@ -511,7 +503,7 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
     `${parse.seriesCount} series (${STUDIES} studies × ${SERIES_PER_STUDY}), ${parse.attributesPerSeries.min}–${parse.attributesPerSeries.max} attributes and ` +
     `100–200 instances per image series; dicom-metadata.json ${(parse.metadataBytes / 2 ** 20).toFixed(1)} MB, series-images.json ${(parse.seriesImagesBytes / 2 ** 20).toFixed(1)} MB`;
   const ruleSets: RuleSet[] = [
-    { label: 'seed rule', title: 'seed Base64 rule', text: seedRulesBase64(), expectSeed: parse.seedTargets },
+    { label: 'seed rule', title: 'seed Base64 rule', text: seedSelectionRulesBase64(), expectSeed: parse.seedTargets },
     { label: '4-selection rules', title: '4 selections', text: JSON.stringify(HEAVY_RULES, null, 2), expectSeed: undefined },
   ];
   const startup = await interleave(rounds, {

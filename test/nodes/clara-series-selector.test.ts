@@ -7,6 +7,7 @@ import type { SelectionSummary, SelectedImagesFile } from '../../lib/select/run'
 import { parseStudy } from '../../lib/volume/parse';
 import { type TestNode, callsOn, collectMessages, helper, logOf, statusTexts, waitFor } from '../support/node-red';
 import { delay, scratchDir } from '../support/tools';
+import { seedSelectionRulesBase64 } from '../support/clara';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const selectorNode = require(join(__dirname, '..', '..', 'nodes', 'clara-series-selector', 'clara-series-selector.js')) as unknown;
@@ -30,9 +31,7 @@ interface SupertestRequest {
   post(path: string): { send(body: unknown): Promise<SupertestResponse> };
 }
 
-const SEED_BASE64 = /NVIDIA_CLARA_SELECTION_RULES_BASE64:\s*([A-Za-z0-9+/=]+)/.exec(
-  readFileSync(join(__dirname, '..', '..', '..', '..', 'shared', 'clara', 'advanced-dicom-integration-pipeline.yaml'), 'utf8'),
-)![1];
+const SEED_BASE64 = seedSelectionRulesBase64();
 const rulesFor = (name: string, conditions: Record<string, unknown>) => JSON.stringify({ selections: [{ name, conditions }] });
 
 describe('clara-series-selector node in a Node-RED 4 runtime', function () {

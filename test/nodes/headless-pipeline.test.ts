@@ -8,11 +8,10 @@ import type { SelectionReport } from '../../lib/select/match';
 import type { SelectionSummary } from '../../lib/select/run';
 import { dicomFilesUnder, storeResponses, storescu } from '../dimse/helpers';
 import { delay, scratchDir } from '../support/tools';
+import { seedSelectionRulesBase64 } from '../support/clara';
 
 const NODES_DIR = join(__dirname, '..', '..', 'nodes');
-const SEED_BASE64 = /NVIDIA_CLARA_SELECTION_RULES_BASE64:\s*([A-Za-z0-9+/=]+)/.exec(
-  readFileSync(join(__dirname, '..', '..', '..', '..', 'shared', 'clara', 'advanced-dicom-integration-pipeline.yaml'), 'utf8'),
-)![1];
+const SEED_BASE64 = seedSelectionRulesBase64();
 
 /**
  * The pipeline in a real, headless Node-RED (red.js in its own process, admin API locked by adminAuth):

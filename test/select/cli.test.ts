@@ -6,11 +6,10 @@ import { type PhantomStudy, writePhantomStudy } from '../../lib/phantom';
 import type { SelectedImagesFile } from '../../lib/select/run';
 import { parseStudy } from '../../lib/volume/parse';
 import { scratchDir } from '../support/tools';
+import { seedSelectionRulesBase64 } from '../support/clara';
 
 const CLI = join(__dirname, '..', '..', 'lib', 'cli', 'main.js');
-const SEED_BASE64 = /NVIDIA_CLARA_SELECTION_RULES_BASE64:\s*([A-Za-z0-9+/=]+)/.exec(
-  readFileSync(join(__dirname, '..', '..', '..', '..', 'shared', 'clara', 'advanced-dicom-integration-pipeline.yaml'), 'utf8'),
-)![1];
+const SEED_BASE64 = seedSelectionRulesBase64();
 
 function cli(...args: string[]): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, 'select', ...args], { encoding: 'utf8' });

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { entryForKeyword } from '../../lib/dicom/dictionary';
 import type { DicomJsonAttribute, DicomJsonObject } from '../../lib/dicom/json';
 import { selectSeries } from '../../lib/select/match';
 import { type CompiledRules, RulesError, compileRules, decodeRulesText } from '../../lib/select/rules';
 import type { DicomMetadataFile, DicomMetadataSeries } from '../../lib/volume/parse';
+import { seedSelectionRulesBase64 } from '../support/clara';
 
 const AXIAL = [1, 0, 0, 0, 1, 0];
 const AXIAL_OBLIQUE = [0.994522, 0.104528, 0, -0.100967, 0.960634, 0.258819];
@@ -88,12 +87,7 @@ const TWO_STUDIES = metadataOf(
   ], { Modality: 'MR', StudyDescription: 'MR HEAD follow-up' }),
 );
 
-const SEED_BASE64 = (() => {
-  const yaml = readFileSync(join(__dirname, '..', '..', '..', '..', 'shared', 'clara', 'advanced-dicom-integration-pipeline.yaml'), 'utf8');
-  const m = /NVIDIA_CLARA_SELECTION_RULES_BASE64:\s*([A-Za-z0-9+/=]+)/.exec(yaml);
-  assert.ok(m, 'the seed pipeline YAML carries NVIDIA_CLARA_SELECTION_RULES_BASE64');
-  return m[1];
-})();
+const SEED_BASE64 = seedSelectionRulesBase64();
 
 type Conditions = Record<string, unknown>;
 const one = (conditions: Conditions, extra: Record<string, unknown> = {}) => ({ selections: [{ name: 'S', conditions, ...extra }] });
