@@ -9,7 +9,9 @@ import { InputError, UsageError, intOption, parseArgs, rejectUnknownOptions } fr
 
 /** The example flow the demo runs: the same file Node-RED lists under Import › Examples. */
 const EXAMPLE_FLOW = join(__dirname, '..', '..', '..', 'examples', '01 Receive, parse and select a study.json');
-const COMPILED_NODES = join(__dirname, '..', '..', 'nodes');
+// Node-RED loads the package root as an installed module (its package.json "node-red" section): the nodes'
+// message catalogues and the examples come with it, which a plain folder of node files would not give.
+const PACKAGE_ROOT = join(__dirname, '..', '..', '..');
 const DEMO_CALLING_AE = 'DEMO-PACS';
 
 interface FlowNode {
@@ -94,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
     credentialSecret: false,
     httpAdminRoot: false,
     httpNodeRoot: false,
-    nodesDir: [COMPILED_NODES],
+    nodesDir: [PACKAGE_ROOT],
     // The demo prints the parser's warnings itself; Node-RED's own start-up notices would only clutter.
     logging: { console: { level: 'error' } },
     editorTheme: { projects: { enabled: false } },

@@ -172,7 +172,28 @@ function suggestKeyword(lower: string): string | undefined {
   for (const candidate of COMMON_KEYWORDS) if (candidate.toLowerCase() === lower) return candidate;
   // Fall back to the dictionary itself for the rarer attributes.
   const capitalised = lower.replace(/(^|[^a-z])([a-z])/g, (_m, p: string, c: string) => p + c.toUpperCase());
-  return entryForKeyword(capitalised)?.keyword;
+  const exact = entryForKeyword(capitalised)?.keyword;
+  if (exact) return exact;
+  // A typo of a keyword rule files commonly use: one or two letters off.
+  let best: { keyword: string; distance: number } | undefined;
+  for (const candidate of COMMON_KEYWORDS) {
+    const distance = editDistance(lower, candidate.toLowerCase());
+    if (distance <= 2 && (!best || distance < best.distance)) best = { keyword: candidate, distance };
+  }
+  return best?.keyword;
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_v, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
 }
 
 /** Attributes rule files test most; used only to suggest the right spelling of a mistyped keyword. */

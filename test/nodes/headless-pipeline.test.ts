@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freeLoopbackPort } from '../../lib/dimse/ports';
 import { type PhantomStudy, writePhantomStudy } from '../../lib/phantom';
 import type { SelectionReport } from '../../lib/select/match';
 import type { SelectionSummary } from '../../lib/select/run';
 import { dicomFilesUnder, storeResponses, storescu } from '../dimse/helpers';
-import { delay, scratchDir } from '../support/tools';
 import { seedSelectionRulesBase64 } from '../support/clara';
+import { type HeadlessRed, startHeadlessRed } from '../support/headless-red';
+import { delay, scratchDir } from '../support/tools';
 
-const NODES_DIR = join(__dirname, '..', '..', 'nodes');
 const SEED_BASE64 = seedSelectionRulesBase64();
 
 /**
@@ -22,24 +21,13 @@ describe('headless Node-RED: dicom-in → parser → series selector, admin API 
   this.timeout(180000);
   const scratch = scratchDir('headless');
   let study: PhantomStudy;
-  let redProcess: ChildProcess | undefined;
-  let redLog = '';
-  let adminUrl = '';
+  let red: HeadlessRed;
   let dicomPort = 0;
   const selectedFile = () => join(scratch.dir, 'selected.jsonl');
   const noMatchFile = () => join(scratch.dir, 'nomatch.jsonl');
 
-  async function token(username: string, password: string, scope: string): Promise<string> {
-    const res = await fetch(`${adminUrl}/auth/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ client_id: 'node-red-admin', grant_type: 'password', scope, username, password }),
-    });
-    assert.equal(res.status, 200, `login of ${username}`);
-    return ((await res.json()) as { access_token: string }).access_token;
-  }
   async function postJson(path: string, body: unknown, bearer?: string): Promise<{ status: number; body: Record<string, unknown> }> {
-    const res = await fetch(`${adminUrl}${path}`, {
+    const res = await fetch(`${red.url}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
       body: JSON.stringify(body),
@@ -50,11 +38,7 @@ describe('headless Node-RED: dicom-in → parser → series selector, admin API 
 
   before(async () => {
     study = writePhantomStudy(join(scratch.dir, 'phantom'), { size: 32, slices: 12, seed: 17 });
-    const userDir = join(scratch.dir, 'node-red');
-    mkdirSync(userDir, { recursive: true });
     dicomPort = await freeLoopbackPort();
-    const uiPort = await freeLoopbackPort();
-    adminUrl = `http://127.0.0.1:${uiPort}`;
     const flow = [
       { id: 'tab1', type: 'tab', label: 'Clara pipeline' },
       { id: 'in', z: 'tab1', type: 'clara-dicom-in', aeTitle: 'CLARA', port: dicomPort, host: '127.0.0.1', allow: '', studyTimeout: 1, grouping: 'study', workRoot: join(scratch.dir, 'jobs'), maxPdu: 65536, wires: [['parse']] },
@@ -65,46 +49,18 @@ describe('headless Node-RED: dicom-in → parser → series selector, admin API 
       { id: 'toNoMatch', z: 'tab1', type: 'change', rules: [{ t: 'set', p: 'payload', pt: 'msg', to: 'selection', tot: 'msg' }], wires: [['noMatchOut']] },
       { id: 'noMatchOut', z: 'tab1', type: 'file', filename: noMatchFile(), filenameType: 'str', appendNewline: true, createDir: true, overwriteFile: 'false', encoding: 'none', wires: [[]] },
     ];
-    writeFileSync(join(userDir, 'flows.json'), JSON.stringify(flow));
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const bcrypt = require('bcryptjs') as { hashSync(text: string, rounds: number): string };
-    const settings = {
-      uiHost: '127.0.0.1',
-      uiPort,
-      userDir,
-      flowFile: 'flows.json',
-      credentialSecret: false,
-      nodesDir: [NODES_DIR],
-      adminAuth: {
-        type: 'credentials',
-        users: [
-          { username: 'admin', password: bcrypt.hashSync('admin-pass', 8), permissions: '*' },
-          { username: 'viewer', password: bcrypt.hashSync('viewer-pass', 8), permissions: 'read' },
-        ],
-      },
-      logging: { console: { level: 'info' } },
-      editorTheme: { projects: { enabled: false }, tours: false },
-    };
-    const settingsFile = join(userDir, 'settings.js');
-    writeFileSync(settingsFile, `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
-    redProcess = spawn(process.execPath, [require.resolve('node-red/red.js'), '--settings', settingsFile, '--userDir', userDir], {
-      env: { ...process.env, CLARA_TEST_SELECTION_RULES_BASE64: SEED_BASE64 },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    red = await startHeadlessRed(join(scratch.dir, 'node-red'), flow, {
+      users: [
+        { username: 'admin', password: 'admin-pass', permissions: '*' },
+        { username: 'viewer', password: 'viewer-pass', permissions: 'read' },
+      ],
+      env: { CLARA_TEST_SELECTION_RULES_BASE64: SEED_BASE64 },
     });
-    redProcess.stdout!.on('data', (d: Buffer) => (redLog += d.toString()));
-    redProcess.stderr!.on('data', (d: Buffer) => (redLog += d.toString()));
-    const deadline = Date.now() + 60000;
-    while (!/Started flows/.test(redLog)) {
-      if (redProcess.exitCode !== null || Date.now() > deadline) throw new Error(`Node-RED did not start:\n${redLog}`);
-      await delay(200);
-    }
-    while (!/listening/.test(redLog) && Date.now() < deadline) await delay(100);
+    const deadline = Date.now() + 30000;
+    while (!/listening/.test(red.log()) && Date.now() < deadline) await delay(100);
   });
   after(async () => {
-    if (redProcess && redProcess.exitCode === null) {
-      redProcess.kill('SIGINT');
-      await new Promise((r) => redProcess!.once('exit', r));
-    }
+    await red?.stop();
     scratch.cleanup();
   });
 
@@ -115,7 +71,7 @@ describe('headless Node-RED: dicom-in → parser → series selector, admin API 
     assert.ok(storeResponses(sent).every((r) => r === 'Success'));
     const deadline = Date.now() + 60000;
     while (!existsSync(selectedFile()) && !existsSync(noMatchFile())) {
-      if (Date.now() > deadline) throw new Error(`no selection was written; Node-RED log:\n${redLog}`);
+      if (Date.now() > deadline) throw new Error(`no selection was written; Node-RED log:\n${red.log()}`);
       await delay(250);
     }
     await delay(300);
@@ -143,7 +99,7 @@ describe('headless Node-RED: dicom-in → parser → series selector, admin API 
     const anonymousPreview = await postJson('/clara-series-selector/sel/preview', { rulesType: 'base64', rules: SEED_BASE64 });
     assert.equal(anonymousPreview.status, 401);
 
-    const viewer = await token('viewer', 'viewer-pass', 'read');
+    const viewer = await red.token('viewer', 'viewer-pass', 'read');
     const validated = await postJson('/clara-series-selector/validate', { rulesType: 'json', rules: '{"selections":[{"name":"T2","conditions":{"SeriesDescripton":"T2"}}]}' }, viewer);
     assert.equal(validated.status, 200);
     assert.equal(validated.body.ok, false);
@@ -153,6 +109,23 @@ describe('headless Node-RED: dicom-in → parser → series selector, admin API 
     assert.equal(preview.status, 200, JSON.stringify(preview.body));
     const report = preview.body.report as SelectionReport;
     assert.deepEqual(report.selections[0].series.filter((v) => v.selected).map((v) => v.seriesDescription), ['Ax T2 FLAIR']);
-    assert.doesNotMatch(redLog, /\[error\]/, 'the runtime logged no error');
+    assert.doesNotMatch(red.log(), /\[error\]/, 'the runtime logged no error');
+  });
+
+  it('serves the nodes as the node-red-contrib-clara-dicom module, with their message catalogues and the example flow', async () => {
+    const admin = await red.token('admin', 'admin-pass', '*');
+    const get = (path: string) => fetch(`${red.url}${path}`, { headers: { authorization: `Bearer ${admin}`, accept: 'application/json' } });
+    const sets = (await (await get('/nodes')).json()) as Array<{ id: string; module: string; types: string[] }>;
+    const ours = sets.filter((s) => s.module === 'node-red-contrib-clara-dicom').map((s) => s.types).flat().sort();
+    assert.deepEqual(ours, ['clara-dicom-in', 'clara-dicom-parser', 'clara-series-selector']);
+    const catalog = (await (await get('/locales/node-red-contrib-clara-dicom/clara-series-selector?lng=en-US')).json()) as { 'clara-series-selector'?: { label?: { rulesType?: string } } };
+    assert.equal(catalog['clara-series-selector']?.label?.rulesType, 'Rules from');
+    const editor = await (await fetch(`${red.url}/nodes`, { headers: { authorization: `Bearer ${admin}`, accept: 'text/html' } })).text();
+    assert.match(editor, /data-template-name="clara-series-selector"/);
+    assert.match(editor, /data-help-name="clara-series-selector"/);
+    const examples = await get('/library/examples/flows/node-red-contrib-clara-dicom/01%20Receive%2C%20parse%20and%20select%20a%20study');
+    assert.equal(examples.status, 200);
+    const flow = (await examples.json()) as Array<{ type: string; rulesType?: string; rules?: string }>;
+    assert.equal(flow.find((n) => n.type === 'clara-series-selector')?.rules, SEED_BASE64);
   });
 });

@@ -192,6 +192,7 @@ const CASES: Case[] = [
 
   // Invalid rule documents
   { title: 'an unknown keyword is refused with a hint', rules: one({ Seriesdescription: 'T1c' }), error: /condition Seriesdescription: unknown DICOM keyword \(did you mean SeriesDescription\?\)/ },
+  { title: 'a misspelt keyword is refused with the keyword it is closest to', rules: one({ SeriesDescripton: 'T1c' }), error: /condition SeriesDescripton: unknown DICOM keyword \(did you mean SeriesDescription\?\)/ },
   { title: 'a sequence cannot be tested', rules: one({ ReferencedImageSequence: 'x' }), error: /condition ReferencedImageSequence: .*VR SQ/ },
   { title: 'an object condition is a wrong type', rules: one({ SeriesDescription: { regex: 'T1c' } }), error: /condition SeriesDescription: a condition must be a string, a number or a list, not an object/ },
   { title: 'a boolean condition is a wrong type', rules: one({ SeriesDescription: true }), error: /not a boolean/ },
