@@ -5,6 +5,7 @@
  */
 export * as dicom from './dicom';
 export * as dimse from './dimse';
+export * as infer from './infer';
 export * as ingest from './ingest';
 export * as job from './job';
 export * as phantom from './phantom';

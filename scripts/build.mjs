@@ -1,7 +1,7 @@
 // Compiles the TypeScript sources into dist/ and lays out the Node-RED assets next to the
 // compiled node files, because Node-RED looks for <node>.html, locales/ and icons/ beside each .js.
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, rmSync, mkdirSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -28,3 +28,7 @@ for (const type of readdirSync(nodesDir)) {
   if (existsSync(join(root, 'icons'))) cpSync(join(root, 'icons'), join(out, 'icons'), { recursive: true });
 }
 execFileSync(process.execPath, [join(root, 'scripts', 'gen-dictionary.mjs'), join(dist, 'lib', 'dicom', 'dictionary.json')], { stdio: 'inherit' });
+
+// Protocol definitions the runtime loads (the KServe v2 gRPC service) sit beside their compiled modules.
+const libDir = join(root, 'lib');
+cpSync(libDir, join(dist, 'lib'), { recursive: true, filter: (p) => statSync(p).isDirectory() || p.endsWith('.proto') });
