@@ -4,6 +4,9 @@ export {
   slidingWindowInference, windowStarts,
 } from './sliding-window';
 export {
-  type GrpcTarget, type InferenceErrorKind, type ModelMetadata, type NamedTensor, type TensorData, type TensorDatatype, type TensorMetadata,
-  InferenceError, KServeGrpcClient, inferenceServiceConstructor,
-} from './kserve/grpc-client';
+  type InferenceErrorKind, type KServeClient, type ModelMetadata, type NamedTensor, type ServerTarget, type TensorData, type TensorDatatype,
+  type TensorMetadata, InferenceError,
+} from './kserve/types';
+export { KServeGrpcClient, inferenceServiceConstructor } from './kserve/grpc-client';
+export { KServeHttpClient } from './kserve/http-client';
+export { type EmbeddedModel, type EmbeddedOptions, type ModelConfig, ModelRepositoryError, openEmbeddedModel, parseModelConfig } from './model-repository';

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ModelMetadata, NamedTensor, TensorDatatype, TensorMetadata } from './kserve/grpc-client';
+import type { ModelMetadata, NamedTensor, TensorDatatype, TensorMetadata } from './kserve/types';
 
 /** What this package reads from a Triton model configuration (protobuf text format). */
 export interface ModelConfig {

@@ -7,78 +7,10 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-
-export type TensorDatatype = 'FP32' | 'FP64' | 'INT8' | 'INT16' | 'INT32' | 'INT64' | 'UINT8' | 'UINT16' | 'UINT32' | 'BOOL';
-export type TensorData = Float32Array | Float64Array | Int8Array | Int16Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array | Uint32Array;
-
-export interface NamedTensor {
-  name: string;
-  datatype: TensorDatatype;
-  shape: number[];
-  data: TensorData;
-}
-
-export interface TensorMetadata {
-  name: string;
-  datatype: string;
-  /** -1 marks a variable dimension. */
-  shape: number[];
-}
-
-export interface ModelMetadata {
-  name: string;
-  versions: string[];
-  platform: string;
-  inputs: TensorMetadata[];
-  outputs: TensorMetadata[];
-}
-
-export interface GrpcTarget {
-  host: string;
-  port: number;
-  /** PEM buffers; with none, the channel is plaintext. */
-  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string };
-  /** Per call. Default 60 s. */
-  deadlineMs?: number;
-  /** Largest message either way. Default 256 MiB: a batch of 64³ windows is a few MiB per window. */
-  maxMessageBytes?: number;
-  /** Retries of a call answered UNAVAILABLE. Default 3. */
-  retries?: number;
-  /** First backoff; doubled each retry. Default 200 ms. */
-  retryBaseMs?: number;
-}
-
-export type InferenceErrorKind = 'unavailable' | 'deadline' | 'not-found' | 'invalid' | 'server';
-
-export class InferenceError extends Error {
-  constructor(
-    readonly kind: InferenceErrorKind,
-    message: string,
-    readonly grpcCode?: number,
-  ) {
-    super(message);
-    this.name = 'InferenceError';
-  }
-}
-
-const BYTES_PER_ELEMENT: Record<TensorDatatype, number> = { FP32: 4, FP64: 8, INT8: 1, INT16: 2, INT32: 4, INT64: 8, UINT8: 1, UINT16: 2, UINT32: 4, BOOL: 1 };
-
-function typedArrayOf(datatype: string, bytes: Buffer): TensorData {
-  // Copied into a fresh, aligned buffer: a gRPC Buffer may start at any offset.
-  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-  switch (datatype) {
-    case 'FP32': return new Float32Array(buffer);
-    case 'FP64': return new Float64Array(buffer);
-    case 'INT8': return new Int8Array(buffer);
-    case 'INT16': return new Int16Array(buffer);
-    case 'INT32': return new Int32Array(buffer);
-    case 'INT64': return new BigInt64Array(buffer);
-    case 'UINT8': case 'BOOL': return new Uint8Array(buffer);
-    case 'UINT16': return new Uint16Array(buffer);
-    case 'UINT32': return new Uint32Array(buffer);
-    default: throw new InferenceError('invalid', `the server answered with datatype ${datatype}, which this client does not read`);
-  }
-}
+import {
+  type ServerTarget, InferenceError, type InferenceErrorKind, type KServeClient, type ModelMetadata, type NamedTensor, type TensorData, type TensorDatatype,
+  bytesOf, checkInputSizes, typedArrayOf,
+} from './types';
 
 /** Typed contents (for servers that do not answer with raw contents). */
 interface TypedContents {
@@ -136,11 +68,11 @@ function kindOf(code: number): InferenceErrorKind {
 
 type UnaryMethod = (request: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, response: unknown) => void) => void;
 
-export class KServeGrpcClient {
+export class KServeGrpcClient implements KServeClient {
   private readonly client: grpc.Client;
   private readonly address: string;
 
-  constructor(private readonly target: GrpcTarget) {
+  constructor(private readonly target: ServerTarget) {
     const Service = inferenceServiceConstructor();
     this.address = `${target.host}:${target.port}`;
     const credentials = target.tls
@@ -206,12 +138,7 @@ export class KServeGrpcClient {
 
   /** One ModelInfer call; inputs travel as raw little-endian contents. */
   async infer(request: { model: string; version?: string; id?: string; inputs: NamedTensor[]; outputs?: string[] }): Promise<NamedTensor[]> {
-    for (const input of request.inputs) {
-      const expected = input.shape.reduce((a, b) => a * b, 1) * BYTES_PER_ELEMENT[input.datatype];
-      if (input.data.byteLength !== expected) {
-        throw new InferenceError('invalid', `input ${input.name}: ${input.data.byteLength} bytes do not fill the shape [${input.shape.join(', ')}] of ${input.datatype} (${expected} bytes)`);
-      }
-    }
+    checkInputSizes(request.inputs);
     const response = await this.call<{
       outputs: Array<{ name: string; datatype: string; shape: Array<number | string>; contents?: TypedContents | null }>;
       raw_output_contents: Buffer[];
@@ -221,7 +148,7 @@ export class KServeGrpcClient {
       id: request.id ?? '',
       inputs: request.inputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape })),
       outputs: (request.outputs ?? []).map((name) => ({ name })),
-      raw_input_contents: request.inputs.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
+      raw_input_contents: request.inputs.map((t) => bytesOf(t.data)),
     });
     return response.outputs.map((o, i) => {
       const raw = response.raw_output_contents[i];
