@@ -10,3 +10,4 @@ export {
 export { KServeGrpcClient, inferenceServiceConstructor } from './kserve/grpc-client';
 export { KServeHttpClient } from './kserve/http-client';
 export { type EmbeddedModel, type EmbeddedOptions, type ModelConfig, ModelRepositoryError, openEmbeddedModel, parseModelConfig } from './model-repository';
+export { type Grid, type Interpolation, invertAffine, rasGridCovering, realValues, resample, zScoreNonZero } from './resample';
