@@ -11,3 +11,4 @@ export { KServeGrpcClient, inferenceServiceConstructor } from './kserve/grpc-cli
 export { KServeHttpClient } from './kserve/http-client';
 export { type EmbeddedModel, type EmbeddedOptions, type ModelConfig, ModelRepositoryError, openEmbeddedModel, parseModelConfig } from './model-repository';
 export { type Grid, type Interpolation, invertAffine, rasGridCovering, realValues, resample, zScoreNonZero } from './resample';
+export { type Activation, type LabelOptions, fillHoles, keepLargestComponent, labelsFromChannels } from './postprocess';
