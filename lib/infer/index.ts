@@ -12,3 +12,4 @@ export { KServeHttpClient } from './kserve/http-client';
 export { type EmbeddedModel, type EmbeddedOptions, type ModelConfig, ModelRepositoryError, openEmbeddedModel, parseModelConfig } from './model-repository';
 export { type Grid, type Interpolation, invertAffine, rasGridCovering, realValues, resample, zScoreNonZero } from './resample';
 export { type Activation, type LabelOptions, fillHoles, keepLargestComponent, labelsFromChannels } from './postprocess';
+export { type BatchRunner, type Normalization, type SegmentProgress, type SegmentationResult, type SegmentationSpec, segmentVolume } from './segment';

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import type { NamedTensor } from '../../lib/infer/kserve/types';
+import { openEmbeddedModel } from '../../lib/infer/model-repository';
+import { type SegmentationSpec, segmentVolume } from '../../lib/infer/segment';
+import { applyAffine } from '../../lib/volume/geometry';
+import type { Volume } from '../../lib/volume/types';
+
+const REPOSITORY = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'models');
+
+/** An oblique, anisotropic MR-like volume (int16 with a rescale) holding a bright sphere of radius 12 mm. */
+function sphereVolume(): { volume: Volume; truth: Uint8Array } {
+  const t = (12 * Math.PI) / 180;
+  const [c, s] = [Math.cos(t), Math.sin(t)];
+  const dims: [number, number, number] = [60, 56, 40];
+  const affine = [
+    [-c, s * 0.95, 0, 30],
+    [-s, -c * 0.95, 0, 25],
+    [0, 0, 1.8, -36],
+    [0, 0, 0, 1],
+  ];
+  const centre = applyAffine(affine, [28, 30, 19]);
+  const data = new Int16Array(dims[0] * dims[1] * dims[2]);
+  const truth = new Uint8Array(data.length);
+  for (let k = 0, n = 0; k < dims[2]; k++) for (let j = 0; j < dims[1]; j++) for (let i = 0; i < dims[0]; i++, n++) {
+    const p = applyAffine(affine, [i, j, k]);
+    const r = Math.hypot(p[0] - centre[0], p[1] - centre[1], p[2] - centre[2]);
+    const inside = r <= 12;
+    truth[n] = inside ? 1 : 0;
+    // Tissue everywhere (non-zero), brighter in the sphere, with a ripple so the z-score is not trivial.
+    data[n] = Math.round((inside ? 900 : 300 + 40 * Math.sin(i / 3)) / 0.75);
+  }
+  return { volume: { dims, type: 'int16', data, affine, slope: 0.75, intercept: 0 }, truth };
+}
+
+function dice(a: Uint8Array, b: Uint8Array): number {
+  let both = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]) na++;
+    if (b[i]) nb++;
+    if (a[i] && b[i]) both++;
+  }
+  return (2 * both) / (na + nb);
+}
+
+const SPEC: SegmentationSpec = {
+  inputName: 'image',
+  outputName: 'logits',
+  spacing: [2, 2, 2],
+  normalization: { kind: 'zscore-nonzero' },
+  roiSize: [16, 16, 16],
+  overlap: 0.25,
+  batchSize: 4,
+  blend: 'gaussian',
+  activation: 'sigmoid',
+  decision: 'threshold',
+  threshold: 0.5,
+  keepLargestComponent: true,
+  fillHoles: true,
+};
+
+describe('lib/infer segmentVolume: the whole path from a volume to labels on its own grid', () => {
+  it('finds a bright sphere through a RAS 2 mm grid and back onto the oblique source grid', async () => {
+    const { volume, truth } = sphereVolume();
+    // A "model" that calls a z-score above 1 tumour: logits = 8 · (z − 1).
+    const threshold = async (inputs: NamedTensor[]): Promise<NamedTensor[]> => [
+      { name: 'logits', datatype: 'FP32', shape: inputs[0].shape, data: (inputs[0].data as Float32Array).map((z) => 8 * (z - 1)) },
+    ];
+    const stages: string[] = [];
+    const result = await segmentVolume(volume, threshold, SPEC, { onProgress: (p) => stages.push(p.stage) });
+    assert.deepEqual(result.labels.dims, volume.dims);
+    assert.deepEqual(result.labels.affine, volume.affine);
+    assert.equal(result.labels.type, 'uint8');
+    const score = dice(result.labels.data as Uint8Array, truth);
+    assert.ok(score > 0.9, `Dice ${score}`);
+    assert.deepEqual(Object.keys(result.labelCounts), ['1']);
+    assert.ok(result.windows > 1);
+    assert.deepEqual([...new Set(stages)], ['preprocess', 'infer', 'postprocess']);
+  });
+
+  it('runs an embedded onnxruntime model the same way, and refuses an answer of the wrong shape or name', async () => {
+    const { volume } = sphereVolume();
+    const model = await openEmbeddedModel(REPOSITORY, 'doubler');
+    try {
+      // doubler: logits = 2·z, so z > 0 (above the mean) is labelled.
+      const result = await segmentVolume(volume, (inputs) => model.run(inputs), { ...SPEC, keepLargestComponent: false, fillHoles: false });
+      assert.ok((result.labelCounts[1] ?? 0) > 0);
+      await assert.rejects(segmentVolume(volume, (inputs) => model.run(inputs), { ...SPEC, outputName: 'probabilities' }), /the model answered logits, not probabilities/);
+    } finally {
+      await model.close();
+    }
+    const flat = async (inputs: NamedTensor[]): Promise<NamedTensor[]> => [{ name: 'logits', datatype: 'FP32', shape: [inputs[0].shape[0], 16 ** 3], data: new Float32Array(inputs[0].shape[0] * 16 ** 3) }];
+    await assert.rejects(segmentVolume(volume, flat, SPEC), /output logits has shape \[\d+, 4096\], not \[\d+, C, 16, 16, 16\]/);
+  });
+});
