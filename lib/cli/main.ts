@@ -53,6 +53,11 @@ registerCommand('select', {
   summary: 'apply Clara/MONAI series selection rules to a parse; exit 3 when a selection matches nothing',
   load: () => import('./select'),
 });
+registerCommand('infer', {
+  usage: 'infer <volume> <out> (--model-repo DIR | --server grpc://host:8001) --model NAME [--spacing 2,2,2] [--roi 64,64,64]',
+  summary: 'segment one volume with an embedded onnxruntime model or a Triton / KServe v2 server',
+  load: () => import('./infer'),
+});
 registerCommand('phantom', {
   usage: 'phantom <out-dir> [--size N] [--slices N] [--seed N]',
   summary: 'write a synthetic brain MR study and its ground-truth tumour mask',
