@@ -1,9 +1,8 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { KServeGrpcClient } from '../infer/kserve/grpc-client';
-import { KServeHttpClient } from '../infer/kserve/http-client';
-import { InferenceError, type KServeClient, type ModelMetadata } from '../infer/kserve/types';
-import { ModelRepositoryError, openEmbeddedModel } from '../infer/model-repository';
+import { InferenceError } from '../infer/kserve/types';
+import { ModelRepositoryError } from '../infer/model-repository';
+import { type ModelHandle, type ServerSettings, connectInferenceServer, serverSettingsFromUrl } from '../infer/server';
 import type { Normalization, SegmentationSpec } from '../infer/segment';
 import { segmentVolume } from '../infer/segment';
 import type { BlendMode } from '../infer/sliding-window';
@@ -46,15 +45,6 @@ function readVolume(path: string): Volume {
   }
 }
 
-/** grpc://host:port (default port 8001) or http(s)://host:port (default 8000), as Triton listens. */
-function clientFor(server: string, deadlineMs: number): KServeClient {
-  const m = /^(grpc|http|https):\/\/([^/:]+|\[[^\]]+\])(?::(\d+))?\/?$/.exec(server);
-  if (!m) throw new UsageError(`--server must look like grpc://host:8001 or http://host:8000, not ${server}`);
-  const [, scheme, host, port] = m;
-  const target = { host: host.replace(/^\[|\]$/g, ''), port: Number(port ?? (scheme === 'grpc' ? 8001 : 8000)), deadlineMs, tls: scheme === 'https' ? {} : undefined };
-  return scheme === 'grpc' ? new KServeGrpcClient(target) : new KServeHttpClient(target);
-}
-
 /**
  * clara-dicom infer <volume> <out> (--model-repo DIR | --server URL) --model NAME [options]
  * Segments one volume (NIfTI or MetaImage) and writes the uint8 label volume on the same grid.
@@ -78,30 +68,26 @@ export async function run(argv: string[]): Promise<number> {
   const deadlineMs = intOption(args, 'deadline', 120, 1, 86400) * 1000;
   const volume = readVolume(inputPath);
 
-  let runner: (inputs: Parameters<KServeClient['infer']>[0]['inputs']) => Promise<Awaited<ReturnType<KServeClient['infer']>>>;
-  let metadata: ModelMetadata;
-  let close: () => Promise<void> | void;
-  let where: string;
+  let settings: ServerSettings;
   try {
-    if (typeof repo === 'string') {
-      const threads = intOption(args, 'threads', 0, 0, 256);
-      const model = await openEmbeddedModel(resolve(repo), modelName, version || undefined, { intraOpThreads: threads });
-      metadata = model.metadata;
-      runner = (inputs) => model.run(inputs);
-      close = () => model.close();
-      where = `${model.file} (embedded onnxruntime)`;
-    } else {
-      const client = clientFor(String(server), deadlineMs);
-      close = () => client.close();
-      if (!(await client.modelReady(modelName, version))) throw new InferenceError('unavailable', `model ${modelName} is not ready on ${server}`);
-      metadata = await client.modelMetadata(modelName, version);
-      runner = (inputs) => client.infer({ model: modelName, version, inputs });
-      where = `${modelName} on ${server}`;
-    }
+    settings = typeof repo === 'string'
+      ? { mode: 'embedded', repository: resolve(repo), intraOpThreads: intOption(args, 'threads', 0, 0, 256) }
+      : serverSettingsFromUrl(String(server), { deadlineMs });
   } catch (err) {
+    throw new UsageError(`--server: ${(err as Error).message}`);
+  }
+  if (typeof server === 'string' && settings.mode === 'embedded') throw new UsageError(`--server must look like grpc://host:8001 or http://host:8000, not ${server}`);
+  const inferenceServer = connectInferenceServer(settings);
+  const where = `model ${modelName} on ${inferenceServer.description}`;
+  let model: ModelHandle;
+  try {
+    model = await inferenceServer.model(modelName, version || undefined);
+  } catch (err) {
+    await inferenceServer.close();
     if (err instanceof InferenceError || err instanceof ModelRepositoryError) throw new InputError(err.message);
     throw err;
   }
+  const { metadata } = model;
   try {
     const inputName = String(args.options.get('input') ?? metadata.inputs[0]?.name ?? '');
     const outputName = String(args.options.get('output') ?? metadata.outputs[0]?.name ?? '');
@@ -127,7 +113,7 @@ export async function run(argv: string[]): Promise<number> {
     const started = process.hrtime.bigint();
     let result;
     try {
-      result = await segmentVolume(volume, runner, spec);
+      result = await segmentVolume(volume, model.run, spec);
     } catch (err) {
       if (err instanceof InferenceError) throw new InputError(err.message);
       throw new InputError(`inference failed: ${(err as Error).message}`);
@@ -143,6 +129,6 @@ export async function run(argv: string[]): Promise<number> {
     );
     return 0;
   } finally {
-    await close();
+    await inferenceServer.close();
   }
 }

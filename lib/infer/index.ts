@@ -13,3 +13,4 @@ export { type EmbeddedModel, type EmbeddedOptions, type ModelConfig, ModelReposi
 export { type Grid, type Interpolation, invertAffine, rasGridCovering, realValues, resample, zScoreNonZero } from './resample';
 export { type Activation, type LabelOptions, fillHoles, keepLargestComponent, labelsFromChannels } from './postprocess';
 export { type BatchRunner, type Normalization, type SegmentProgress, type SegmentationResult, type SegmentationSpec, segmentVolume } from './segment';
+export { type InferenceServer, type ModelHandle, type ServerHealth, type ServerSettings, connectInferenceServer, serverSettingsFromUrl } from './server';

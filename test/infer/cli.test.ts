@@ -51,7 +51,7 @@ describe('clara-dicom infer (CLI): embedded, over gRPC and over HTTP, with the s
     const embedded = await cli(input, join(scratch.dir, 'embedded.nii.gz'), '--model-repo', REPOSITORY, ...common);
     assert.equal(embedded.code, 0, embedded.stderr);
     assert.match(embedded.stdout, /label 1: \d+ voxels/);
-    assert.match(embedded.stdout, /window\(s\) of 16×16×16 on a \d+×\d+×\d+ grid via .*doubler\/1\/model\.onnx \(embedded onnxruntime\)/);
+    assert.match(embedded.stdout, /window\(s\) of 16×16×16 on a \d+×\d+×\d+ grid via model doubler on embedded onnxruntime, repository .*fixtures\/models;/);
     const labels = readNifti(join(scratch.dir, 'embedded.nii.gz'));
     const source = readNifti(input);
     assert.equal(labels.type, 'uint8');
