@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { type Grid, invertAffine, rasGridCovering, realValues, resample, zScoreNonZero } from '../../lib/infer/resample';
 import { applyAffine } from '../../lib/volume/geometry';
 import type { Matrix4 } from '../../lib/volume/types';
+import { dice } from './helpers';
 
 /** An oblique, anisotropic, flipped grid, like a scanner's (LPS axes turned RAS, 10° about z, 0.9 × 0.9 × 1.5 mm). */
 const OBLIQUE: Grid = (() => {
@@ -78,16 +79,8 @@ describe('lib/infer resampling through world coordinates', () => {
     const there = resample(sphere, OBLIQUE, coarse, 'nearest');
     assert.ok(there.every((v) => v === 0 || v === 3), 'nearest never invents a label');
     const back = resample(there, coarse, OBLIQUE, 'nearest');
-    let both = 0;
-    let a = 0;
-    let b = 0;
-    for (let n = 0; n < sphere.length; n++) {
-      if (sphere[n]) a++;
-      if (back[n]) b++;
-      if (sphere[n] && back[n]) both++;
-    }
-    const dice = (2 * both) / (a + b);
-    assert.ok(dice > 0.9, `Dice ${dice}`);
+    const score = dice(sphere, back);
+    assert.ok(score > 0.9, `Dice ${score}`);
   });
 
   it('applies rescale slope and intercept, and z-scores over the non-zero voxels', () => {

@@ -3,21 +3,9 @@ import { join } from 'node:path';
 import type { NamedTensor } from '../../lib/infer/kserve/types';
 import { openEmbeddedModel } from '../../lib/infer/model-repository';
 import { type SegmentationSpec, segmentVolume } from '../../lib/infer/segment';
-import { sphereVolume } from './helpers';
+import { dice, sphereVolume } from './helpers';
 
 const REPOSITORY = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'models');
-
-function dice(a: Uint8Array, b: Uint8Array): number {
-  let both = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (a[i]) na++;
-    if (b[i]) nb++;
-    if (a[i] && b[i]) both++;
-  }
-  return (2 * both) / (na + nb);
-}
 
 const SPEC: SegmentationSpec = {
   inputName: 'image',
