@@ -3,6 +3,7 @@
  * or on a Triton / KServe v2 server (gRPC or HTTP). The clara-triton-server config node holds one of
  * these; the CLI builds one from its options.
  */
+import { resolve } from 'node:path';
 import { KServeGrpcClient } from './kserve/grpc-client';
 import { KServeHttpClient } from './kserve/http-client';
 import { InferenceError, type KServeClient, type ModelMetadata, type ServerTarget } from './kserve/types';
@@ -141,3 +142,64 @@ export function serverSettingsFromUrl(location: string, options: { deadlineMs?: 
     deadlineMs: options.deadlineMs,
   };
 }
+
+/** The clara-triton-server form's fields, as Node-RED stores them (numbers may arrive as strings). */
+export interface ServerFields {
+  mode?: string;
+  protocol?: string;
+  host?: string;
+  port?: string | number;
+  tls?: string;
+  deadline?: string | number;
+  maxMessageMb?: string | number;
+  retries?: string | number;
+  repository?: string;
+  threads?: string | number;
+  executionProvider?: string;
+}
+
+/** The bundled demo model repository (models/ in the package), used when an embedded server names none. */
+export const BUNDLED_MODEL_REPOSITORY = resolve(__dirname, '..', '..', '..', 'models');
+
+function integer(value: unknown, fallback: number, min: number, max: number, what: string): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${what} must be an integer from ${min} to ${max}, not ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** Settings from the editor's values; `tls` is the tls-config node's options, when one is chosen. */
+/**
+ * Settings from a form's fields (the clara-triton-server editor): checked, with defaults (the bundled
+ * model repository; Triton's ports 8001/8000). `tls` holds the PEM options of a TLS configuration; a
+ * relative repository is taken from `baseDir`.
+ */
+export function serverSettingsFromFields(config: ServerFields, tls: ServerTarget['tls'], baseDir: string): ServerSettings {
+  const mode = config.mode || 'embedded';
+  if (mode === 'embedded') {
+    const provider = config.executionProvider || 'cpu';
+    if (provider !== 'cpu' && provider !== 'cuda') throw new Error(`execution provider must be cpu or cuda, not ${JSON.stringify(provider)}`);
+    return {
+      mode: 'embedded',
+      repository: config.repository ? resolve(baseDir, config.repository) : BUNDLED_MODEL_REPOSITORY,
+      intraOpThreads: integer(config.threads, 0, 0, 256, 'threads'),
+      executionProvider: provider,
+    };
+  }
+  if (mode !== 'triton') throw new Error(`mode must be embedded or triton, not ${JSON.stringify(mode)}`);
+  const protocol = config.protocol || 'grpc';
+  if (protocol !== 'grpc' && protocol !== 'http') throw new Error(`protocol must be grpc or http, not ${JSON.stringify(protocol)}`);
+  const host = (config.host ?? '').trim();
+  if (!host) throw new Error('a Triton server needs a host');
+  return {
+    mode: 'triton',
+    protocol,
+    host,
+    port: integer(config.port, protocol === 'grpc' ? 8001 : 8000, 1, 65535, 'port'),
+    tls,
+    deadlineMs: integer(config.deadline, 120, 1, 86400, 'deadline (s)') * 1000,
+    maxMessageBytes: integer(config.maxMessageMb, 256, 1, 2048, 'largest message (MiB)') * 1024 * 1024,
+    retries: integer(config.retries, 3, 0, 20, 'retries'),
+  };
+}
+

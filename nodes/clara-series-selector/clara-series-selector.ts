@@ -26,6 +26,12 @@ type RulesType = (typeof RULES_TYPES)[number];
 
 /** The last job each node handled, for the editor's preview (kept across redeploys: same node id). */
 const lastJobs = new Map<string, { job: JobRef; parserDir: string; at: string }>();
+/**
+ * Rules each deployed node read from a file, by node id. The editor endpoints never read a file
+ * themselves: they serve users with read permission only, and must not tell them what lies where on
+ * the server. A file is checked when the flow is deployed; its preview uses what the node read.
+ */
+const deployedFileRules = new Map<string, { path: string; rules: CompiledRules }>();
 
 /** A relative rules file is taken from Node-RED's user directory, where flows.json and settings.js live. */
 function rulesSourceOf(config: { rulesType?: unknown; rules?: unknown }, userDir: string): RulesSource {
@@ -67,6 +73,7 @@ export = function register(RED: NodeAPI): void {
     let rulesError: string | undefined;
     try {
       rules = compileFromConfig(config, userDir());
+      if (config.rulesType === 'file') deployedFileRules.set(node.id, { path: rulesSourceOf(config, userDir()).text, rules });
       for (const warning of rules.warnings) node.warn(`${TYPE}: ${warning}`);
       node.status(rules.selectAll ? { fill: 'grey', shape: 'ring', text: 'no rules: every series' } : {});
     } catch (err) {
@@ -122,6 +129,7 @@ export = function register(RED: NodeAPI): void {
     });
 
     node.on('close', (removed: boolean, done: () => void) => {
+      deployedFileRules.delete(node.id);
       if (removed) lastJobs.delete(node.id);
       node.status({});
       done();
@@ -134,6 +142,10 @@ export = function register(RED: NodeAPI): void {
   // Both take the unsaved editor values, so nothing has to be deployed first.
   const readPermission = RED.auth.needsPermission(`${TYPE}.read`);
   RED.httpAdmin.post(`/${TYPE}/validate`, readPermission, (req, res) => {
+    if ((req.body ?? {}).rulesType === 'file') {
+      res.json({ ok: true, deferred: true, warnings: ['a rules file is read, and checked, when the flow is deployed'] });
+      return;
+    }
     try {
       const compiled = compileFromConfig(req.body ?? {}, userDir());
       res.json({ ok: true, selectAll: compiled.selectAll, selections: compiled.selections.map((s) => s.name), warnings: compiled.warnings });
@@ -149,7 +161,14 @@ export = function register(RED: NodeAPI): void {
     }
     let compiled: CompiledRules;
     try {
-      compiled = compileFromConfig(req.body ?? {}, userDir());
+      if ((req.body ?? {}).rulesType === 'file') {
+        const deployed = deployedFileRules.get(String(req.params.id));
+        const asked = rulesSourceOf(req.body, userDir()).text;
+        if (!deployed || deployed.path !== asked) throw new Error('a rules file is previewed as the node read it: deploy the flow first');
+        compiled = deployed.rules;
+      } else {
+        compiled = compileFromConfig(req.body ?? {}, userDir());
+      }
     } catch (err) {
       res.status(400).json({ error: (err as Error).message, problems: problemsOf(err) });
       return;

@@ -179,6 +179,18 @@ describe('clara-series-selector node in a Node-RED 4 runtime', function () {
     helper.getNode('selector').receive({ job: freshJob() });
     const msg = await waitFor(() => selected[0], 10000, 'the selected msg');
     assert.deepEqual(msg.selection.selections[0].series.map((s) => s.seriesDescription), ['Ax 3D T1c MPRAGE']);
+
+    // The editor endpoints never read files (read permission must not probe the server's disk) ...
+    const request = (helper as unknown as { request(): SupertestRequest }).request();
+    const checked = await request.post('/clara-series-selector/validate').send({ rulesType: 'file', rules: '/etc/shadow' });
+    assert.deepEqual(checked.body, { ok: true, deferred: true, warnings: ['a rules file is read, and checked, when the flow is deployed'] });
+    // ... and preview a rules file as the deployed node read it.
+    const preview = await request.post('/clara-series-selector/selector/preview').send({ rulesType: 'file', rules: rulesFile });
+    assert.equal(preview.status, 200);
+    assert.equal((preview.body.report as { selections: Array<{ name: string }> }).selections[0].name, 'T1C');
+    const other = await request.post('/clara-series-selector/selector/preview').send({ rulesType: 'file', rules: '/etc/passwd' });
+    assert.equal(other.status, 400);
+    assert.match(String(other.body.error), /deploy the flow first/);
   });
 
   it('refuses a msg without a parsed job through done(err), with the reason', async () => {
