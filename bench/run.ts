@@ -9,6 +9,7 @@ const BENCHES: Array<{ name: string; load: () => Promise<{ run(o: BenchOptions):
   { name: 'scp', load: () => import('./scp') },
   { name: 'ingest', load: () => import('./ingest') },
   { name: 'select', load: () => import('./select') },
+  { name: 'infer', load: () => import('./infer') },
 ];
 
 function toolVersion(command: string, args: string[]): string {

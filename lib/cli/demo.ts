@@ -4,11 +4,13 @@ import { tmpdir } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
 import { freeLoopbackPort } from '../dimse/ports';
 import { sendFiles } from '../dimse/scu';
+import { diceOnGrid } from '../infer/metrics';
 import { writePhantomStudy } from '../phantom';
+import { readNifti } from '../volume/nifti';
 import { InputError, UsageError, intOption, parseArgs, rejectUnknownOptions } from './args';
 
 /** The example flow the demo runs: the same file Node-RED lists under Import › Examples. */
-const EXAMPLE_FLOW = join(__dirname, '..', '..', '..', 'examples', '01 Receive, parse and select a study.json');
+const EXAMPLE_FLOW = join(__dirname, '..', '..', '..', 'examples', '02 Receive, select and segment a study.json');
 // Node-RED loads the package root as an installed module (its package.json "node-red" section): the nodes'
 // message catalogues and the examples come with it, which a plain folder of node files would not give.
 const PACKAGE_ROOT = join(__dirname, '..', '..', '..');
@@ -57,8 +59,9 @@ function seconds(since: bigint): string {
 
 /**
  * The quick-start pipeline: writes the bundled phantom study, starts a real Node-RED runtime with the
- * example flow, sends the study to clara-dicom-in over DICOM and prints what the parser wrote and which
- * series the selector picked.
+ * example flow, sends the study to clara-dicom-in over DICOM and prints what the parser wrote, which
+ * series the selector picked, and what the bundled model segmented there (with its Dice against the
+ * phantom's ground truth).
  */
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
@@ -79,7 +82,7 @@ export async function run(argv: string[]): Promise<number> {
   const port = await freeLoopbackPort();
   const flow = JSON.parse(readFileSync(EXAMPLE_FLOW, 'utf8')) as FlowNode[];
   const dicomIn = flow.find((n) => n.type === 'clara-dicom-in');
-  const result = flow.find((n) => n.type === 'debug' && n.name === 'selected series');
+  const result = flow.find((n) => n.type === 'debug' && n.name === 'segmentation');
   const noMatch = flow.find((n) => n.type === 'debug' && n.name === 'no match');
   const errors = flow.find((n) => n.type === 'debug' && n.name === 'pipeline errors');
   if (!dicomIn || !result || !noMatch || !errors) throw new Error(`${EXAMPLE_FLOW} lacks the nodes the demo drives`);
@@ -125,12 +128,12 @@ export async function run(argv: string[]): Promise<number> {
     out(`  C-STORE: ${sent.sent} instances sent in ${seconds(t)} s`);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, rejectDeadline) => {
-      timer = setTimeout(() => rejectDeadline(new InputError('the flow selected no series within 10 minutes')), 600000);
+      timer = setTimeout(() => rejectDeadline(new InputError('the flow segmented nothing within 10 minutes')), 600000);
     });
     const msg = await Promise.race([outcome, deadline]).finally(() => clearTimeout(timer));
     const job = msg.job as { id: string; dir: string };
     const parser = msg.parser as { volumes?: Array<Record<string, unknown>>; skipped?: unknown[]; warnings?: unknown[] };
-    out(`  job ${job.id}: received, parsed and selected in ${seconds(t)} s since the first C-STORE`);
+    out(`  job ${job.id}: received, parsed, selected and segmented in ${seconds(t)} s since the first C-STORE`);
     for (const v of parser.volumes ?? []) {
       const dims = Array.isArray(v.dims) ? (v.dims as number[]).join('×') : '?';
       const spacing = Array.isArray(v.spacing) ? (v.spacing as number[]).map((s) => s.toFixed(2)).join('×') + ' mm' : '';
@@ -141,6 +144,13 @@ export async function run(argv: string[]): Promise<number> {
     const selection = msg.selection as { selections: Array<{ name: string; series: Array<{ seriesNumber?: number; seriesDescription?: string; image: string }> }> };
     for (const chosen of selection.selections) {
       for (const s of chosen.series) out(`  selection ${chosen.name}: series ${s.seriesNumber ?? '-'} "${s.seriesDescription ?? ''}" → ${basename(s.image)}`);
+    }
+    const inference = msg.inference as { model: string; server: string; series: Array<{ seriesInstanceUID: string; segmentation: string; labelCounts: Record<string, number>; windows: number; seconds: number; modelSeconds: number }> };
+    for (const s of inference.series) {
+      const voxels = Object.entries(s.labelCounts).map(([label, n]) => `label ${label}: ${n} voxels`).join(', ') || 'no findings';
+      const score = s.seriesInstanceUID === study.targetSeriesInstanceUID ? `, Dice ${diceOnGrid(readNifti(s.segmentation), readNifti(join(workDir, 'study', study.maskPath))).toFixed(3)} against the phantom's ground truth` : '';
+      out(`  segmentation (${inference.model}, ${inference.server}): ${relative(job.dir, s.segmentation)}  ${voxels}${score}`);
+      out(`    ${s.windows} windows in ${s.seconds.toFixed(2)} s, of which the model ${s.modelSeconds.toFixed(2)} s`);
     }
     out(`  job folder: ${job.dir}`);
     return 0;

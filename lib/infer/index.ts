@@ -1,4 +1,4 @@
-/** lib/infer: sliding-window inference (MONAI semantics) and the KServe v2 gRPC client for Triton. */
+/** lib/infer: segmentation models on a study job: MONAI-style pre/post-processing, sliding windows, embedded onnxruntime or Triton (KServe v2). */
 export {
   type BlendMode, type Size3, type SlidingWindowOptions, type Tensor, type WindowPredictor, SlidingWindowAbortedError, importanceMap,
   slidingWindowInference, windowStarts,
@@ -10,7 +10,13 @@ export {
 export { KServeGrpcClient, inferenceServiceConstructor } from './kserve/grpc-client';
 export { KServeHttpClient } from './kserve/http-client';
 export { type EmbeddedModel, type EmbeddedOptions, type ModelConfig, ModelRepositoryError, openEmbeddedModel, parseModelConfig } from './model-repository';
-export { type Grid, type Interpolation, invertAffine, rasGridCovering, realValues, resample, zScoreNonZero } from './resample';
+export { type Grid, type Interpolation, invertAffine, orientedGridAtSpacing, realValues, resample, sameGrid, zScoreNonZero } from './resample';
 export { type Activation, type LabelOptions, fillHoles, keepLargestComponent, labelsFromChannels } from './postprocess';
-export { type BatchRunner, type Normalization, type SegmentProgress, type SegmentationResult, type SegmentationSpec, segmentVolume } from './segment';
+export {
+  type BatchRunner, type Normalization, type SegmentProgress, type SegmentationResult, type SegmentationSpec, type TensorLayout, ModelContractError, checkModelContract,
+  modelGridOf, segmentVolume,
+} from './segment';
+export { type InferenceConfig, type InferenceFields, type PresetName, InferenceConfigError, PRESETS, inferenceConfigFromFields, resolveSpec } from './config';
+export { type JobInferenceResult, type LabelFormat, type SegmentedSeries, INFERENCE_REPORT_FILE, InferenceInputError, LABEL_FORMATS, PUBLISH_DIR, SEGMENTATION_DIR, inferJob } from './job';
 export { type InferenceServer, type ModelHandle, type ServerHealth, type ServerSettings, connectInferenceServer, serverSettingsFromUrl } from './server';
+export { dice, diceOnGrid } from './metrics';

@@ -14,6 +14,11 @@ export interface LabelOptions {
   threshold?: number;
   /** Label written for each channel; with argmax, channel 0 is usually background (label 0). Default: channel c → c + 1 for threshold, c for argmax. */
   labels?: number[];
+  /**
+   * Threshold only: the order channels are painted in, the last painted winning where they overlap.
+   * Nested regions (BraTS: WT ⊃ TC ⊃ ET) need the outer one first. Default: channel order.
+   */
+  paintOrder?: number[];
 }
 
 /** Applies the activation and the decision: one uint8 label per voxel. */
@@ -26,7 +31,11 @@ export function labelsFromChannels(data: Float32Array, channels: number, voxels:
   const out = new Uint8Array(voxels);
   if (options.decision === 'threshold') {
     const threshold = options.threshold ?? 0.5;
-    for (let c = 0; c < channels; c++) {
+    const order = options.paintOrder ?? labels.map((_l, c) => c);
+    if (order.length !== channels || new Set(order).size !== channels || order.some((c) => !Number.isInteger(c) || c < 0 || c >= channels)) {
+      throw new Error(`the paint order must name each of the ${channels} channel(s) once, not [${order.join(', ')}]`);
+    }
+    for (const c of order) {
       const base = c * voxels;
       for (let v = 0; v < voxels; v++) {
         const x = data[base + v];

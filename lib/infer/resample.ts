@@ -39,51 +39,88 @@ function multiply(a: Matrix4, b: Matrix4): Matrix4 {
 }
 
 /**
- * The RAS-aligned grid at `spacing` mm that covers the volume: axes along +x (R), +y (A), +z (S), its
- * first voxel centre at the corner of the volume's bounding box nearest to −∞ on each axis.
+ * The grid a model sees, as MONAI's Orientation("RAS") then Spacing(pixdim) build it: the voxel axes are
+ * permuted and flipped (no interpolation) so that axis a runs along the world axis it is closest to
+ * (R, A, S) in the positive direction, then each axis is resampled to `spacing[a]` mm along its own
+ * direction, so an oblique acquisition keeps its rotation. The first voxel centre stays where it was and no
+ * sample lies past the last source voxel centre: n_out = floor((n_in − 1) · s_in / s_out) + 1. This is the
+ * bundled model's training contract (models/brain-tumor-tc/README.md); an axis-aligned grid instead would
+ * show an oblique series to the network rotated, which it never saw. Without `spacing`, each axis keeps
+ * its voxel size (orientation only). With `orientRas` false, voxel axis a keeps its place and direction
+ * and takes `spacing[a]` (MONAI's Spacing alone).
  */
-export function rasGridCovering(source: Grid, spacing: [number, number, number]): Grid {
-  const [nx, ny, nz] = source.dims;
-  const min = [Infinity, Infinity, Infinity];
-  const max = [-Infinity, -Infinity, -Infinity];
-  for (const i of [0, nx - 1]) for (const j of [0, ny - 1]) for (const k of [0, nz - 1]) {
-    const p = applyAffine(source.affine, [i, j, k]);
-    for (let a = 0; a < 3; a++) {
-      min[a] = Math.min(min[a], p[a]);
-      max[a] = Math.max(max[a], p[a]);
-    }
+export function orientedGridAtSpacing(source: Grid, spacing?: [number, number, number], orientRas = true): Grid {
+  const columns = [0, 1, 2].map((c) => [source.affine[0][c], source.affine[1][c], source.affine[2][c]]);
+  // Each world axis takes the voxel axis pointing most along it; a greedy pick by the largest
+  // component is exact for every acquisition that is less than 45° oblique, and never reuses an axis.
+  const worldOfVoxel = [-1, -1, -1];
+  const taken = [false, false, false];
+  const candidates = columns.flatMap((col, voxel) => col.map((v, world) => ({ voxel, world, weight: Math.abs(v) / Math.hypot(...col) })));
+  candidates.sort((a, b) => b.weight - a.weight);
+  for (const { voxel, world } of orientRas ? candidates : [0, 1, 2].map((a) => ({ voxel: a, world: a }))) {
+    if (worldOfVoxel[voxel] !== -1 || taken[world]) continue;
+    worldOfVoxel[voxel] = world;
+    taken[world] = true;
   }
-  const dims = [0, 1, 2].map((a) => Math.max(1, Math.ceil((max[a] - min[a]) / spacing[a] - 1e-6) + 1)) as [number, number, number];
-  return {
-    dims,
-    affine: [
-      [spacing[0], 0, 0, min[0]],
-      [0, spacing[1], 0, min[1]],
-      [0, 0, spacing[2], min[2]],
-      [0, 0, 0, 1],
-    ],
-  };
+  const dims = [0, 0, 0] as [number, number, number];
+  const affine: Matrix4 = [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]];
+  const firstVoxel = [0, 0, 0];
+  for (let voxel = 0; voxel < 3; voxel++) {
+    const world = worldOfVoxel[voxel];
+    const col = columns[voxel];
+    const size = Math.hypot(...col);
+    const flip = orientRas && col[world] < 0 ? -1 : 1;
+    if (flip < 0) firstVoxel[voxel] = source.dims[voxel] - 1;
+    const step = spacing ? spacing[world] / size : 1;
+    dims[world] = Math.floor((source.dims[voxel] - 1) / step + 1e-3) + 1;
+    // "|| 0" keeps -0 (a flipped zero component) out of the affine, where it would print as a sign.
+    for (let r = 0; r < 3; r++) affine[r][world] = col[r] * flip * step || 0;
+  }
+  const origin = applyAffine(source.affine, firstVoxel);
+  for (let r = 0; r < 3; r++) affine[r][3] = origin[r];
+  return { dims, affine };
 }
 
-/** Real voxel values (slope and intercept applied) as float32, x fastest. */
-export function realValues(volume: Volume): Float32Array {
+/**
+ * Real voxel values (slope and intercept applied) as float32, x fastest, on the volume's own grid or
+ * sampled onto another one (trilinear; outside the volume 0).
+ */
+export function realValues(volume: Volume, grid: Grid = { dims: volume.dims, affine: volume.affine }, into?: Float32Array): Float32Array {
+  const source: Grid = { dims: volume.dims, affine: volume.affine };
   const slope = volume.slope && volume.slope !== 0 ? volume.slope : 1;
   const intercept = volume.intercept ?? 0;
-  const out = new Float32Array(volume.data.length);
-  for (let i = 0; i < out.length; i++) out[i] = volume.data[i] * slope + intercept;
+  const out = into ?? new Float32Array(grid.dims[0] * grid.dims[1] * grid.dims[2]);
+  if (sameGrid(source, grid)) {
+    for (let i = 0; i < out.length; i++) out[i] = volume.data[i] * slope + intercept;
+    return out;
+  }
+  // Interpolation is linear, so rescaling after it equals rescaling before, on far fewer voxels; NaN marks
+  // the outside, which stays 0 rather than becoming the intercept.
+  resample(volume.data, source, grid, 'linear', Number.NaN, out);
+  for (let i = 0; i < out.length; i++) out[i] = Number.isNaN(out[i]) ? 0 : out[i] * slope + intercept;
   return out;
+}
+
+/** Where resampled values can go: labels straight into a uint8 volume, images into float32. */
+export type ResampleTarget = Float32Array | Uint8Array;
+
+/** True when two grids are the same voxels (resampling between them would copy). */
+export function sameGrid(a: Grid, b: Grid): boolean {
+  return a.dims.every((n, i) => n === b.dims[i]) && a.affine.every((row, r) => row.every((v, c) => Math.abs(v - b.affine[r][c]) < 1e-6));
 }
 
 /**
  * Samples `values` (on `source`) at every voxel centre of `target`. Outside the source, the value is
  * `outside`. Linear interpolation is trilinear between the eight neighbours; nearest takes the closest.
+ * `into` takes the result instead of a new float32 array (a uint8 label volume, say).
  */
-export function resample(values: ArrayLike<number>, source: Grid, target: Grid, mode: Interpolation, outside = 0): Float32Array {
+export function resample<T extends ResampleTarget = Float32Array>(values: ArrayLike<number>, source: Grid, target: Grid, mode: Interpolation, outside = 0, into?: T): T {
   const [sx, sy, sz] = source.dims;
   const [tx, ty, tz] = target.dims;
   // target voxel → world → source voxel, as one affine: position = origin + i·di + j·dj + k·dk.
   const m = multiply(invertAffine(source.affine), target.affine);
-  const out = new Float32Array(tx * ty * tz);
+  if (into && into.length !== tx * ty * tz) throw new Error(`resample: the output holds ${into.length} voxels, not ${tx * ty * tz}`);
+  const out = (into ?? new Float32Array(tx * ty * tz)) as T;
   const sxy = sx * sy;
   let n = 0;
   for (let k = 0; k < tz; k++) {
@@ -130,9 +167,10 @@ export function resample(values: ArrayLike<number>, source: Grid, target: Grid, 
 
 /**
  * Z-score over the non-zero voxels (MONAI's NormalizeIntensity with nonzero=True): those get
- * (v − mean) / std, zero voxels stay 0. A constant image (std 0) is only centred.
+ * (v − mean) / std, zero voxels stay 0. A constant image (std 0) is only centred. `into` may be
+ * `values` itself (in place: each voxel is read before it is written).
  */
-export function zScoreNonZero(values: Float32Array): Float32Array {
+export function zScoreNonZero(values: Float32Array, into: Float32Array = new Float32Array(values.length)): Float32Array {
   let count = 0;
   let sum = 0;
   for (let i = 0; i < values.length; i++) {
@@ -141,8 +179,8 @@ export function zScoreNonZero(values: Float32Array): Float32Array {
       sum += values[i];
     }
   }
-  const out = new Float32Array(values.length);
-  if (count === 0) return out;
+  const out = into;
+  if (count === 0) return out.fill(0);
   const mean = sum / count;
   let squares = 0;
   for (let i = 0; i < values.length; i++) if (values[i] !== 0) squares += (values[i] - mean) ** 2;

@@ -11,7 +11,7 @@ describe('clara-dicom demo (the quick start)', function () {
   const scratch = scratchDir('demo');
   after(() => scratch.cleanup());
 
-  it('sends the phantom study through a real Node-RED flow, prints every volume and the T1c series selected', () => {
+  it('sends the phantom study through a real Node-RED flow, prints every volume, the T1c series selected and its segmentation', () => {
     const run = spawnSync(process.execPath, [CLI, 'demo', '--work-dir', scratch.dir, '--size', '48', '--slices', '16'], { encoding: 'utf8' });
     assert.equal(run.status, 0, run.stderr + run.stdout);
     const out = run.stdout;
@@ -22,7 +22,7 @@ describe('clara-dicom demo (the quick start)', function () {
     const jobDir = /job folder: (.+)/.exec(out)?.[1].trim();
     assert.ok(jobDir && existsSync(join(jobDir, 'job.json')), 'job folder printed');
     const job = JSON.parse(readFileSync(join(jobDir, 'job.json'), 'utf8'));
-    assert.equal(job.state, 'selected');
+    assert.equal(job.state, 'inferred');
     const manifest = JSON.parse(readFileSync(join(scratch.dir, 'study', 'phantom.json'), 'utf8'));
     assert.equal(job.counts.instances, manifest.series.reduce((n: number, s: { instanceCount: number }) => n + s.instanceCount, 0));
     const seriesImages = JSON.parse(readFileSync(join(jobDir, 'parser', 'series-images.json'), 'utf8'));
@@ -36,6 +36,12 @@ describe('clara-dicom demo (the quick start)', function () {
     assert.equal(out.match(/selection T1C:/g)?.length, 1);
     const selected = JSON.parse(readFileSync(join(jobDir, 'selector', 'selected-images.json'), 'utf8'));
     assert.deepEqual(Object.keys(selected.T1C), [manifest.targetSeriesInstanceUID]);
+    // The bundled model segmented the selected series, embedded; the labels are on its grid.
+    const segmentation = join('segmentation', `${manifest.targetSeriesInstanceUID}.nii.gz`);
+    assert.match(out, new RegExp(`\\n  segmentation \\(brain-tumor-tc, embedded onnxruntime, repository [^)]+\\): ${segmentation.replace(/\./g, '\\.')}  (label 1: \\d+ voxels|no findings)(, Dice [\\d.]+ against the phantom's ground truth)?\\n`));
+    assert.match(out, /\n {4}\d+ windows in [\d.]+ s, of which the model [\d.]+ s\n/);
+    assert.ok(existsSync(join(jobDir, segmentation)));
+    assert.ok(existsSync(join(jobDir, 'publish', 'config.meta')));
   });
 
   it('exits 2 on wrong usage', () => {

@@ -51,7 +51,7 @@ describe('clara-dicom infer (CLI): embedded, over gRPC and over HTTP, with the s
     const embedded = await cli(input, join(scratch.dir, 'embedded.nii.gz'), '--model-repo', REPOSITORY, ...common);
     assert.equal(embedded.code, 0, embedded.stderr);
     assert.match(embedded.stdout, /label 1: \d+ voxels/);
-    assert.match(embedded.stdout, /window\(s\) of 16×16×16 on a \d+×\d+×\d+ grid via model doubler on embedded onnxruntime, repository .*fixtures\/models;/);
+    assert.match(embedded.stdout, /window\(s\) of 16×16×16 on a \d+×\d+×\d+ crop of a \d+×\d+×\d+ grid via model doubler on embedded onnxruntime, repository .*fixtures\/models;/);
     const labels = readNifti(join(scratch.dir, 'embedded.nii.gz'));
     const source = readNifti(input);
     assert.equal(labels.type, 'uint8');
@@ -77,8 +77,12 @@ describe('clara-dicom infer (CLI): embedded, over gRPC and over HTTP, with the s
     assert.match(unknown.stderr, /Request for unknown model: 'nosuch'/);
     const wrongName = await cli(input, join(scratch.dir, 'x.nii.gz'), '--model-repo', REPOSITORY, '--model', 'doubler', '--input', 'INPUT__0');
     assert.equal(wrongName.code, 1);
-    assert.match(wrongName.stderr, /has no input INPUT__0; it has image/);
-    assert.equal((await cli(input, join(scratch.dir, 'x.nii.gz'), '--model-repo', REPOSITORY)).code, 2);
+    assert.match(wrongName.stderr, /model doubler has no input "INPUT__0"; its inputs are "image"/);
+    // Without --model, the demo preset's model is looked for in the repository given.
+    const presetModel = await cli(input, join(scratch.dir, 'x.nii.gz'), '--model-repo', REPOSITORY);
+    assert.equal(presetModel.code, 1);
+    assert.match(presetModel.stderr, /brain-tumor-tc/);
+    assert.equal((await cli(input, join(scratch.dir, 'x.nii.gz'), '--model-repo', REPOSITORY, '--blend', 'cubic', '--model', 'doubler')).code, 2);
     assert.equal((await cli(input, join(scratch.dir, 'x.nii.gz'), '--model-repo', REPOSITORY, '--server', 'grpc://x', '--model', 'doubler')).code, 2);
     const missing = await cli(join(scratch.dir, 'nope.nii.gz'), join(scratch.dir, 'x.nii.gz'), '--model-repo', REPOSITORY, '--model', 'doubler');
     assert.equal(missing.code, 1);

@@ -26,16 +26,4 @@ export function sphereVolume(): { volume: Volume; truth: Uint8Array } {
   return { volume: { dims, type: 'int16', data, affine, slope: 0.75, intercept: 0 }, truth };
 }
 
-
-/** Dice overlap of two label volumes (non-zero is foreground). */
-export function dice(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let both = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (a[i]) na++;
-    if (b[i]) nb++;
-    if (a[i] && b[i]) both++;
-  }
-  return (2 * both) / (na + nb);
-}
+export { dice } from '../../lib/infer/metrics';

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type Grid, invertAffine, rasGridCovering, realValues, resample, zScoreNonZero } from '../../lib/infer/resample';
+import { type Grid, invertAffine, orientedGridAtSpacing, realValues, resample, zScoreNonZero } from '../../lib/infer/resample';
 import { applyAffine } from '../../lib/volume/geometry';
 import type { Matrix4 } from '../../lib/volume/types';
 import { dice } from './helpers';
@@ -43,9 +43,9 @@ describe('lib/infer resampling through world coordinates', () => {
     assert.deepEqual(resample(values, OBLIQUE, OBLIQUE, 'nearest'), values);
   });
 
-  it('reproduces a linear function exactly on a RAS grid at another spacing (trilinear is exact for linear data)', () => {
+  it('reproduces a linear function exactly on the oriented grid at another spacing (trilinear is exact for linear data)', () => {
     const values = sample(OBLIQUE, linear);
-    const target = rasGridCovering(OBLIQUE, [2, 2, 2]);
+    const target = orientedGridAtSpacing(OBLIQUE, [2, 2, 2]);
     const out = resample(values, OBLIQUE, target, 'linear', Number.NaN);
     let inside = 0;
     let worst = 0;
@@ -62,20 +62,39 @@ describe('lib/infer resampling through world coordinates', () => {
     assert.ok(worst < 1e-3, `worst ${worst}`);
   });
 
-  it('covers the whole volume with the RAS grid: every source corner lies inside it', () => {
-    const target = rasGridCovering(OBLIQUE, [2, 2, 2]);
-    assert.deepEqual([target.affine[0][0], target.affine[1][1], target.affine[2][2]], [2, 2, 2]);
-    const toTarget = invertAffine(target.affine);
-    for (const i of [0, 39]) for (const j of [0, 35]) for (const k of [0, 23]) {
-      const v = applyAffine(toTarget, applyAffine(OBLIQUE.affine, [i, j, k]));
-      v.forEach((x, a) => assert.ok(x > -1e-6 && x < target.dims[a] - 1 + 1e-6, `corner ${[i, j, k]} at ${v}`));
+  it('orients the grid to RAS as MONAI does (axes permuted and flipped, rotation kept) and never samples past the last voxel centre', () => {
+    const target = orientedGridAtSpacing(OBLIQUE, [2, 2, 2]);
+    // OBLIQUE's x runs towards −R and y towards −A: both flip; each column is 2 mm and points along +R, +A, +S.
+    for (let c = 0; c < 3; c++) {
+      const col = [target.affine[0][c], target.affine[1][c], target.affine[2][c]];
+      assert.ok(Math.abs(Math.hypot(...col) - 2) < 1e-9, `column ${c} is ${Math.hypot(...col)} mm`);
+      assert.ok(col[c] > 0 && Math.abs(col[c]) === Math.max(...col.map(Math.abs)), `column ${c} ${col} points along +${'RAS'[c]}`);
     }
+    // The rotation stays: the x column is 10° off R.
+    assert.ok(Math.abs(Math.atan2(target.affine[1][0], target.affine[0][0]) - (10 * Math.PI) / 180) < 1e-9);
+    // First voxel centre = the source corner voxel (39, 35, 0); last = within the source.
+    assert.deepEqual(applyAffine(target.affine, [0, 0, 0]).map((v) => +v.toFixed(9)), applyAffine(OBLIQUE.affine, [39, 35, 0]).map((v) => +v.toFixed(9)));
+    assert.deepEqual(target.dims, [Math.floor((39 * 0.9) / 2) + 1, Math.floor((35 * 0.9) / 2) + 1, Math.floor((23 * 1.5) / 2) + 1]);
+    const toSource = invertAffine(OBLIQUE.affine);
+    for (const i of [0, target.dims[0] - 1]) for (const j of [0, target.dims[1] - 1]) for (const k of [0, target.dims[2] - 1]) {
+      const v = applyAffine(toSource, applyAffine(target.affine, [i, j, k]));
+      v.forEach((x, a) => assert.ok(x > -1e-6 && x < OBLIQUE.dims[a] - 1 + 1e-6, `corner ${[i, j, k]} at source ${v}`));
+    }
+    // A permuted (sagittal-like) grid: voxel x runs along A, y along S, z along R.
+    const sagittal: Grid = { dims: [30, 20, 10], affine: [[0, 0, 3, -15], [1, 0, 0, -15], [0, -1, 0, 10], [0, 0, 0, 1]] };
+    const reoriented = orientedGridAtSpacing(sagittal);
+    assert.deepEqual(reoriented.dims, [10, 30, 20]);
+    assert.deepEqual(reoriented.affine, [[3, 0, 0, -15], [0, 1, 0, -15], [0, 0, 1, -9], [0, 0, 0, 1]]);
+    // Spacing without orientation keeps each voxel axis where it is.
+    const unoriented = orientedGridAtSpacing(sagittal, [2, 2, 6], false);
+    assert.deepEqual(unoriented.dims, [15, 10, 5]);
+    assert.deepEqual(unoriented.affine[1], [2, 0, 0, -15]);
   });
 
-  it('takes a label map to a coarse RAS grid and back with nearest neighbour, keeping the labels and the shape', () => {
+  it('takes a label map to a coarse oriented grid and back with nearest neighbour, keeping the labels and the shape', () => {
     const centre = applyAffine(OBLIQUE.affine, [20, 18, 12]);
     const sphere = sample(OBLIQUE, (p) => (Math.hypot(p[0] - centre[0], p[1] - centre[1], p[2] - centre[2]) <= 9 ? 3 : 0));
-    const coarse = rasGridCovering(OBLIQUE, [2, 2, 2]);
+    const coarse = orientedGridAtSpacing(OBLIQUE, [2, 2, 2]);
     const there = resample(sphere, OBLIQUE, coarse, 'nearest');
     assert.ok(there.every((v) => v === 0 || v === 3), 'nearest never invents a label');
     const back = resample(there, coarse, OBLIQUE, 'nearest');

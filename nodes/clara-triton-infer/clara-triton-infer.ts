@@ -1,0 +1,167 @@
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { type InferenceConfig, type InferenceFields, inferenceConfigFromFields } from '../../lib/infer/config';
+import { type JobInferenceResult, LABEL_FORMATS, type LabelFormat, inferJob } from '../../lib/infer/job';
+import { BUNDLED_MODEL_REPOSITORY, type InferenceServer, type ServerHealth, connectInferenceServer } from '../../lib/infer/server';
+import { SlidingWindowAbortedError } from '../../lib/infer/sliding-window';
+import { type JobRef, jobRefOf, recordJobError, setJobState, updateJob } from '../../lib/job';
+import type { ClaraTritonServerNode } from '../clara-triton-server/server-node';
+
+/** The editor's settings, as Node-RED stores them. */
+type ClaraTritonInferDef = NodeDef & InferenceFields & { server?: string; format?: string };
+
+const TYPE = 'clara-triton-infer';
+const STAGE = 'infer';
+/** Status updates during a job, at most this often: the editor gets every one over its websocket. */
+const PROGRESS_INTERVAL_MS = 250;
+
+/** msg.inference: where the results are and what they hold, never the voxels. */
+type InferenceSummary = Omit<JobInferenceResult, 'series'> & {
+  series: Array<Pick<JobInferenceResult['series'][number], 'seriesInstanceUID' | 'seriesDescription' | 'segmentation' | 'dims' | 'labelCounts' | 'windows' | 'seconds' | 'modelSeconds'>>;
+};
+
+function summaryOf(result: JobInferenceResult): InferenceSummary {
+  return {
+    ...result,
+    series: result.series.map(({ seriesInstanceUID, seriesDescription, segmentation, dims, labelCounts, windows, seconds, modelSeconds }) => ({
+      seriesInstanceUID, seriesDescription, segmentation, dims, labelCounts, windows, seconds, modelSeconds,
+    })),
+  };
+}
+
+/** The selector's selected-images.json: where msg.selection says, else the job's selector/ folder. */
+function selectedImagesOf(msg: NodeMessageInFlow): string | undefined {
+  const selection = (msg as { selection?: { selectedImages?: unknown } }).selection;
+  return selection && typeof selection.selectedImages === 'string' && selection.selectedImages ? selection.selectedImages : undefined;
+}
+
+function healthText(health: ServerHealth, model: string): { fill: 'green' | 'red' | 'yellow'; text: string } {
+  if (!health.live) return { fill: 'red', text: `server not live: ${health.detail ?? 'unreachable'}` };
+  if (!health.ready) return { fill: 'yellow', text: `server live, not ready${health.detail ? `: ${health.detail}` : ''}` };
+  if (health.modelReady === false) return { fill: 'red', text: `model ${model} not ready: ${health.detail ?? ''}` };
+  return { fill: 'green', text: `ready: ${model}` };
+}
+
+export = function register(RED: NodeAPI): void {
+  function ClaraTritonInferNode(this: Node, config: ClaraTritonInferDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    let inference: InferenceConfig | undefined;
+    let configError: string | undefined;
+    const format = (config.format || 'nifti-gz') as LabelFormat;
+    try {
+      inference = inferenceConfigFromFields(config);
+      if (!LABEL_FORMATS.includes(format)) throw new Error(`output format must be one of ${LABEL_FORMATS.join(', ')}, not ${JSON.stringify(config.format)}`);
+    } catch (err) {
+      configError = (err as Error).message;
+    }
+
+    // A flow without a clara-triton-server node runs the bundled model in-process: a fresh install works.
+    const serverNode = config.server ? (RED.nodes.getNode(config.server) as ClaraTritonServerNode | null) : null;
+    let ownServer: InferenceServer | undefined;
+    let server: InferenceServer | undefined;
+    if (!configError) {
+      if (config.server && !serverNode) configError = 'the chosen clara-triton-server configuration does not exist';
+      else if (serverNode && !serverNode.server) configError = `clara-triton-server: ${serverNode.settingsError ?? 'no server'}`;
+      else server = serverNode?.server ?? (ownServer = connectInferenceServer({ mode: 'embedded', repository: BUNDLED_MODEL_REPOSITORY }));
+    }
+    if (configError) {
+      node.error(`${TYPE}: ${configError}`);
+      node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
+    }
+
+    const abort = new AbortController();
+    let busy = false;
+    let queue: Promise<void> = Promise.resolve();
+    let waiting = 0;
+
+    /** ServerLive, ServerReady and ModelReady in the status, while no job is running. */
+    async function showHealth(): Promise<void> {
+      if (!server || !inference) return;
+      const health = await server.health(inference.model, inference.version || undefined);
+      if (busy || abort.signal.aborted) return;
+      const { fill, text } = healthText(health, inference.model);
+      node.status({ fill, shape: 'ring', text: text.slice(0, 60) });
+      if (fill !== 'green') node.warn(`${TYPE}: ${server.description}: ${text}`);
+    }
+    if (server) void showHealth();
+
+    async function inferOne(msg: NodeMessageInFlow, send: (msg: NodeMessageInFlow) => void): Promise<void> {
+      const job: JobRef = jobRefOf(msg as { job?: unknown });
+      let result: JobInferenceResult;
+      try {
+        if (configError || !server || !inference) throw new Error(configError ?? 'not configured');
+        const model = inference.model;
+        setJobState(job.dir, 'inferring', 'inferring');
+        node.status({ fill: 'blue', shape: 'dot', text: `inferring: loading ${model}` });
+        let lastStatus = 0;
+        result = await inferJob(job.dir, {
+          server,
+          config: inference,
+          format,
+          selectedImages: selectedImagesOf(msg),
+          signal: abort.signal,
+          onProgress: (p) => {
+            const now = Date.now();
+            if (p.stage === 'infer' && now - lastStatus < PROGRESS_INTERVAL_MS && p.windowsDone !== p.windowsTotal) return;
+            lastStatus = now;
+            const series = p.seriesTotal > 1 ? ` (series ${p.series}/${p.seriesTotal})` : '';
+            const text = p.stage === 'infer' ? `inferring: windows ${p.windowsDone}/${p.windowsTotal}` : `inferring: ${p.stage === 'preprocess' ? 'preprocessing' : 'postprocessing'}`;
+            node.status({ fill: 'blue', shape: 'dot', text: `${text}${series}` });
+          },
+        });
+      } catch (err) {
+        const message = err instanceof SlidingWindowAbortedError ? 'inference stopped (node closed or redeployed) before the job was segmented' : (err as Error).message;
+        recordJobError(job.dir, STAGE, message, true);
+        throw new Error(`job ${job.id}: ${message}`);
+      }
+      const labelled = result.series.reduce((n, s) => n + Object.values(s.labelCounts).reduce((a, b) => a + b, 0), 0);
+      updateJob(job.dir, (r) => {
+        r.state = 'inferred';
+        r.timestamps.inferred = new Date().toISOString();
+        r.counts.segmentedSeries = result.series.length;
+        r.counts.labelledVoxels = labelled;
+      });
+      (msg as NodeMessageInFlow & { inference: InferenceSummary }).inference = summaryOf(result);
+      send(msg);
+      const counts = Object.entries(result.series[0]?.labelCounts ?? {}).map(([label, n]) => `${label}: ${n}`).join(', ');
+      node.status(
+        labelled > 0
+          ? { fill: 'green', shape: 'dot', text: `segmented ${result.series.length} series (${counts}) in ${result.seconds.toFixed(1)} s`.slice(0, 60) }
+          : { fill: 'green', shape: 'ring', text: `no findings (${result.series.length} series, ${result.seconds.toFixed(1)} s)` },
+      );
+    }
+
+    node.on('input', (msg: NodeMessageInFlow, send, done) => {
+      waiting++;
+      if (busy) node.status({ fill: 'blue', shape: 'ring', text: `${waiting - 1} job(s) queued` });
+      // Jobs run one at a time: each holds its volumes and the model's threads use every core anyway.
+      queue = queue.then(async () => {
+        waiting--;
+        busy = true;
+        try {
+          await inferOne(msg, send);
+          done();
+        } catch (err) {
+          const message = (err as Error).message;
+          // The status has room for the reason only; the log and the catch node get the job id too.
+          node.status({ fill: 'red', shape: 'ring', text: message.replace(/^job \S+: /, '').slice(0, 60) });
+          done(new Error(`${TYPE}: ${message}`));
+        } finally {
+          busy = false;
+        }
+      });
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      abort.abort();
+      queue
+        .then(() => ownServer?.close())
+        .finally(() => {
+          node.status({});
+          done();
+        });
+    });
+  }
+
+  RED.nodes.registerType(TYPE, ClaraTritonInferNode);
+};
