@@ -42,9 +42,10 @@ function shapeProblem(model: string, served: ServedModel, name: string, shape: n
 /**
  * A real KServe v2 gRPC server on 127.0.0.1 (grpc-js, our proto), for the client's tests: it checks
  * requests against the model metadata as Triton does and answers with raw output contents. `port` 0
- * takes a free port; a given port lets a test restart the server where a client expects it.
+ * takes a free port; a given port lets a test restart the server where a client expects it. With `tls`,
+ * the server speaks TLS only (its certificate chain and key, PEM).
  */
-export async function startKServeTestServer(models: Record<string, ServedModel>, port = 0): Promise<KServeTestServer> {
+export async function startKServeTestServer(models: Record<string, ServedModel>, port = 0, tls?: { cert: Buffer; key: Buffer }): Promise<KServeTestServer> {
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 512 * 1024 * 1024, 'grpc.max_send_message_length': 512 * 1024 * 1024 });
   const state: KServeTestServer = {
     port: 0,
@@ -101,7 +102,8 @@ export async function startKServeTestServer(models: Record<string, ServedModel>,
     },
   });
   state.port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    const credentials = tls ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : grpc.ServerCredentials.createInsecure();
+    server.bindAsync(`127.0.0.1:${port}`, credentials, (err, port) => (err ? reject(err) : resolve(port)));
   });
   return state;
 }
