@@ -18,6 +18,8 @@ export interface InferenceFields {
   outputName?: string;
   /** Selection names, one per input channel, comma-separated; empty: the first selection. */
   channels?: string;
+  /** Channels from another frame of reference: 'none' fails the job, 'rigid' registers them with elastix. */
+  registration?: string;
   layout?: string;
   orientRas?: boolean | string;
   /** "2,2,2", "2" for all axes, or "" / "none" to keep the series' own. */
@@ -53,6 +55,7 @@ export interface InferenceConfig {
   version: string;
   /** Selection names per channel; [] = the first selection, every series of it segmented on its own. */
   channels: string[];
+  registration: 'none' | 'rigid';
   /** Everything but the tensor names, which may wait for the model's metadata. */
   spec: Omit<SegmentationSpec, 'inputName' | 'outputName'> & { inputName?: string; outputName?: string };
 }
@@ -151,6 +154,7 @@ export function inferenceConfigFromFields(fields: InferenceFields): InferenceCon
     model,
     version: String(fields.version ?? '').trim(),
     channels,
+    registration: oneOf(String(fields.registration || 'none'), ['none', 'rigid'] as const, 'registration'),
     spec: {
       inputName: text('inputName'),
       outputName: text('outputName'),

@@ -20,3 +20,4 @@ export { type InferenceConfig, type InferenceFields, type PresetName, InferenceC
 export { type JobInferenceResult, type LabelFormat, type SegmentedSeries, INFERENCE_REPORT_FILE, InferenceInputError, LABEL_FORMATS, PUBLISH_DIR, SEGMENTATION_DIR, inferJob } from './job';
 export { type InferenceServer, type ModelHandle, type ServerHealth, type ServerSettings, connectInferenceServer, serverSettingsFromUrl } from './server';
 export { dice, diceOnGrid } from './metrics';
+export { type RegisterOptions, type RigidRegistration, registerRigid, resampleRegistered } from './register';

@@ -31,6 +31,8 @@ export interface SegmentedSeries {
   seriesDescription?: string;
   /** Every channel's series, reference first. */
   channels: Array<{ selection: string; seriesInstanceUID: string; image: string }>;
+  /** Channels from another frame of reference, registered rigidly onto the reference. */
+  registrations: ChannelRegistration[];
   /** The uint8 label volume (absolute path). */
   segmentation: string;
   dims: [number, number, number];
@@ -129,21 +131,54 @@ function framesOfReference(parserDir: string): Map<string, string | undefined> {
   return out;
 }
 
-/** Channels resampled onto one grid through world coordinates only mean something in one frame of reference. */
-function checkSameFrame(inputs: SeriesInput[], selectedFile: string): void {
-  if (inputs.length < 2) return;
+/** A channel moved onto the reference by rigid registration, for the report. */
+export interface ChannelRegistration {
+  selection: string;
+  seriesInstanceUID: string;
+  fixedToMoving: number[][];
+  metric?: number;
+  seconds: number;
+}
+
+/**
+ * Channels resampled onto one grid through world coordinates only line up within one frame of reference.
+ * A channel from another frame fails the job, or, with rigid registration, is registered to the reference
+ * (elastix) and handed on already resampled onto the reference grid.
+ */
+async function alignChannels(
+  inputs: SeriesInput[],
+  volumes: Volume[],
+  selectedFile: string,
+  registration: 'none' | 'rigid',
+  signal?: AbortSignal,
+): Promise<{ volumes: Volume[]; registrations: ChannelRegistration[] }> {
+  if (inputs.length < 2) return { volumes, registrations: [] };
   const parserDir = dirname(resolve(dirname(selectedFile), inputs[0].entry.image));
   const frames = framesOfReference(parserDir);
   const reference = frames.get(inputs[0].entry.SeriesInstanceUID);
-  for (const other of inputs.slice(1)) {
+  const aligned = [volumes[0]];
+  const registrations: ChannelRegistration[] = [];
+  for (const [c, other] of inputs.entries()) {
+    if (c === 0) continue;
     const frame = frames.get(other.entry.SeriesInstanceUID);
-    if (!reference || !frame || frame !== reference) {
+    if (reference && frame && frame === reference) {
+      aligned.push(volumes[c]);
+      continue;
+    }
+    if (registration !== 'rigid') {
       throw new InferenceInputError(
         `channel ${other.selection} (series ${other.entry.SeriesInstanceUID}) is not in the frame of reference of ${inputs[0].selection}` +
-          ` (${frame ?? 'none'} vs ${reference ?? 'none'}): its voxels cannot be placed by world coordinates without registration`,
+          ` (${frame ?? 'none'} vs ${reference ?? 'none'}): its voxels cannot be placed by world coordinates; choose rigid registration to align it`,
       );
     }
+    // Loaded only here: elastix's WebAssembly is large, and most flows never register.
+    const { registerRigid, resampleRegistered } = await import('./register');
+    const result = await registerRigid(volumes[0], volumes[c], { signal });
+    const grid = { dims: volumes[0].dims, affine: volumes[0].affine };
+    aligned.push({ dims: grid.dims, affine: grid.affine, type: 'float32', data: resampleRegistered(volumes[c], grid, result) });
+    registrations.push({ selection: other.selection, seriesInstanceUID: other.entry.SeriesInstanceUID, fixedToMoving: result.fixedToMoving, metric: result.metric, seconds: result.seconds });
   }
+  return { volumes: aligned, registrations };
 }
 
 async function writeLabels(path: string, volume: Volume): Promise<void> {
@@ -157,7 +192,6 @@ export async function inferJob(jobDir: string, options: JobInferenceOptions): Pr
   const format = options.format ?? 'nifti-gz';
   const selectedFile = options.selectedImages ?? join(jobDir, 'selector', SELECTED_IMAGES_FILE);
   const segmentations = plan(readSelectedImages(selectedFile), selectedFile, options.config.channels);
-  for (const inputs of segmentations) checkSameFrame(inputs, selectedFile);
 
   const { config, server } = options;
   const model = await server.model(config.model, config.version || undefined);
@@ -171,7 +205,7 @@ export async function inferJob(jobDir: string, options: JobInferenceOptions): Pr
   const series: SegmentedSeries[] = [];
   for (const [index, inputs] of segmentations.entries()) {
     const reference = inputs[0].entry;
-    const volumes = inputs.map((input) => readVolume(input.image));
+    const { volumes, registrations } = await alignChannels(inputs, inputs.map((input) => readVolume(input.image)), selectedFile, config.registration, options.signal);
     const result = await segmentVolume(volumes, model.run, spec, {
       signal: options.signal,
       onProgress: (p) => options.onProgress?.({ ...p, series: index + 1, seriesTotal: segmentations.length }),
@@ -188,6 +222,7 @@ export async function inferJob(jobDir: string, options: JobInferenceOptions): Pr
       seriesInstanceUID: name,
       seriesDescription: reference.SeriesDescription,
       channels: inputs.map((i) => ({ selection: i.selection, seriesInstanceUID: i.entry.SeriesInstanceUID, image: i.image })),
+      registrations,
       segmentation,
       dims: result.labels.dims,
       labelCounts: result.labelCounts,

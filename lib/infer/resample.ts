@@ -34,7 +34,8 @@ export function invertAffine(m: Matrix4): Matrix4 {
   ];
 }
 
-function multiply(a: Matrix4, b: Matrix4): Matrix4 {
+/** The product a · b of two 4×4 affines: b applied first. */
+export function multiplyAffine(a: Matrix4, b: Matrix4): Matrix4 {
   return a.map((row) => [0, 1, 2, 3].map((j) => row[0] * b[0][j] + row[1] * b[1][j] + row[2] * b[2][j] + row[3] * b[3][j]));
 }
 
@@ -118,7 +119,7 @@ export function resample<T extends ResampleTarget = Float32Array>(values: ArrayL
   const [sx, sy, sz] = source.dims;
   const [tx, ty, tz] = target.dims;
   // target voxel → world → source voxel, as one affine: position = origin + i·di + j·dj + k·dk.
-  const m = multiply(invertAffine(source.affine), target.affine);
+  const m = multiplyAffine(invertAffine(source.affine), target.affine);
   if (into && into.length !== tx * ty * tz) throw new Error(`resample: the output holds ${into.length} voxels, not ${tx * ty * tz}`);
   const out = (into ?? new Float32Array(tx * ty * tz)) as T;
   const sxy = sx * sy;

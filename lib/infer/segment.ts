@@ -9,7 +9,8 @@
 import type { Volume } from '../volume/types';
 import type { ModelMetadata, NamedTensor } from './kserve/types';
 import { type Activation, fillHoles, keepLargestComponent, labelsFromChannels } from './postprocess';
-import { type Grid, orientedGridAtSpacing, realValues, resample, sameGrid, zScoreNonZero } from './resample';
+import { applyAffine } from '../volume/geometry';
+import { type Grid, invertAffine, orientedGridAtSpacing, realValues, resample, sameGrid, zScoreNonZero } from './resample';
 import { type BlendMode, type Size3, slidingWindowInference } from './sliding-window';
 
 /** Runs one batch of windows; the embedded model's run() and a KServe client's infer() both fit. */
@@ -68,7 +69,7 @@ export interface SegmentationResult {
   /** The grid the model saw (before cropping). */
   modelGrid: Grid;
   /** The part of the model grid that was inferred: first voxel and size along x, y, z. */
-  crop: { start: Size3; size: Size3 };
+  crop: Box;
   windows: number;
   /** Voxels per label value, on the reference grid. */
   labelCounts: Record<number, number>;
@@ -156,8 +157,13 @@ function normalizeChannels(data: Float32Array, channels: number, n: Normalizatio
   }
 }
 
-/** The box (x, y, z) of voxels non-zero in any channel, grown by `margin`; the whole grid when there are none. */
-function foregroundBox(data: Float32Array, channels: number, dims: Size3, margin: number): { start: Size3; size: Size3 } {
+interface Box {
+  start: Size3;
+  size: Size3;
+}
+
+/** The box (x, y, z) of voxels non-zero in any channel, grown by `margin` and kept inside the grid; undefined when there are none. */
+function foregroundBox(data: ArrayLike<number>, channels: number, dims: Size3, margin: number): Box | undefined {
   const [nx, ny, nz] = dims;
   const voxels = nx * ny * nz;
   const min = [nx, ny, nz];
@@ -173,13 +179,13 @@ function foregroundBox(data: Float32Array, channels: number, dims: Size3, margin
     if (k < min[2]) min[2] = k;
     if (k > max[2]) max[2] = k;
   }
-  if (max[0] < 0) return { start: [0, 0, 0], size: dims };
+  if (max[0] < 0) return undefined;
   const start = min.map((m) => Math.max(0, m - margin)) as Size3;
   const end = max.map((m, a) => Math.min(dims[a] - 1, m + margin));
   return { start, size: end.map((e, a) => e - start[a] + 1) as Size3 };
 }
 
-function cropChannels(data: Float32Array, channels: number, dims: Size3, box: { start: Size3; size: Size3 }): Float32Array {
+function cropChannels(data: Float32Array, channels: number, dims: Size3, box: Box): Float32Array {
   const [nx, ny, nz] = dims;
   const [cx, cy, cz] = box.size;
   const [x0, y0, z0] = box.start;
@@ -220,7 +226,8 @@ export async function segmentVolume(
   const gridVoxels = nx * ny * nz;
   const stacked = new Float32Array(channels * gridVoxels);
   volumes.forEach((v, c) => realValues(v, modelGrid, stacked.subarray(c * gridVoxels, (c + 1) * gridVoxels)));
-  const crop = spec.cropForeground ? foregroundBox(stacked, channels, modelGrid.dims, spec.cropForeground.margin) : { start: [0, 0, 0] as Size3, size: modelGrid.dims };
+  const wholeGrid: Box = { start: [0, 0, 0], size: modelGrid.dims };
+  const crop = (spec.cropForeground && foregroundBox(stacked, channels, modelGrid.dims, spec.cropForeground.margin)) || wholeGrid;
   const tensor = cropChannels(stacked, channels, modelGrid.dims, crop);
   normalizeChannels(tensor, channels, spec.normalization);
   const [cx, cy, cz] = crop.size;
@@ -270,11 +277,7 @@ export async function segmentVolume(
   if (spec.keepLargestComponent) labels = keepLargestComponent(labels, crop.size);
   if (spec.fillHoles) labels = fillHoles(labels, crop.size);
   const full = uncrop(labels, modelGrid.dims, crop, background);
-  const data = new Uint8Array(reference.dims[0] * reference.dims[1] * reference.dims[2]);
-  if (sameGrid(modelGrid, source)) data.set(full);
-  else resample(full, modelGrid, source, 'nearest', background, data);
-  const labelCounts: Record<number, number> = {};
-  for (const v of data) if (v) labelCounts[v] = (labelCounts[v] ?? 0) + 1;
+  const { data, labelCounts } = labelsOnSource(full, modelGrid, source, background);
   return {
     labels: { dims: reference.dims, type: 'uint8', data, affine: reference.affine, description: 'segmentation' },
     modelGrid,
@@ -286,7 +289,7 @@ export async function segmentVolume(
   };
 }
 
-function uncrop(labels: Uint8Array, dims: Size3, box: { start: Size3; size: Size3 }, background: number): Uint8Array {
+function uncrop(labels: Uint8Array, dims: Size3, box: Box, background: number): Uint8Array {
   const [nx, ny, nz] = dims;
   const [cx, cy, cz] = box.size;
   if (cx === nx && cy === ny && cz === nz) return labels;
@@ -294,4 +297,57 @@ function uncrop(labels: Uint8Array, dims: Size3, box: { start: Size3; size: Size
   const out = new Uint8Array(nx * ny * nz).fill(background);
   for (let k = 0; k < cz; k++) for (let j = 0; j < cy; j++) out.set(labels.subarray((k * cy + j) * cx, (k * cy + j + 1) * cx), ((z0 + k) * ny + y0 + j) * nx + x0);
   return out;
+}
+
+/**
+ * The labels, nearest neighbour, on the source grid, and the voxels per label. Only the source voxels
+ * within the labelled region's box (one model voxel around it) are sampled: a lesion is small, the source
+ * grid is large, and the rest is background anyway.
+ */
+function labelsOnSource(labels: Uint8Array, modelGrid: Grid, source: Grid, background: number): { data: Uint8Array; labelCounts: Record<number, number> } {
+  const [sx, sy, sz] = source.dims;
+  const data = new Uint8Array(sx * sy * sz);
+  const counts = new Map<number, number>();
+  const count = (values: Uint8Array) => {
+    for (let i = 0; i < values.length; i++) if (values[i]) counts.set(values[i], (counts.get(values[i]) ?? 0) + 1);
+  };
+  const labelCountsOf = () => Object.fromEntries([...counts.entries()].sort((a, b) => a[0] - b[0]));
+  if (sameGrid(modelGrid, source)) {
+    data.set(labels);
+    count(data);
+    return { data, labelCounts: labelCountsOf() };
+  }
+  if (background !== 0) {
+    resample(labels, modelGrid, source, 'nearest', background, data);
+    count(data);
+    return { data, labelCounts: labelCountsOf() };
+  }
+  const labelled = foregroundBox(labels, 1, modelGrid.dims, 1);
+  if (!labelled) return { data, labelCounts: {} };
+  // The labelled box's corners in source voxel indices bound every source voxel that can land inside it.
+  const toSource = invertAffine(source.affine);
+  const min = [Infinity, Infinity, Infinity];
+  const max = [-Infinity, -Infinity, -Infinity];
+  for (const i of [labelled.start[0] - 0.5, labelled.start[0] + labelled.size[0] - 0.5]) {
+    for (const j of [labelled.start[1] - 0.5, labelled.start[1] + labelled.size[1] - 0.5]) {
+      for (const k of [labelled.start[2] - 0.5, labelled.start[2] + labelled.size[2] - 0.5]) {
+        const p = applyAffine(toSource, applyAffine(modelGrid.affine, [i, j, k]));
+        for (let a = 0; a < 3; a++) {
+          min[a] = Math.min(min[a], p[a]);
+          max[a] = Math.max(max[a], p[a]);
+        }
+      }
+    }
+  }
+  const start = min.map((m, a) => Math.min(source.dims[a] - 1, Math.max(0, Math.floor(m)))) as Size3;
+  const end = max.map((m, a) => Math.max(0, Math.min(source.dims[a] - 1, Math.ceil(m))));
+  const size = end.map((e, a) => e - start[a] + 1) as Size3;
+  const origin = applyAffine(source.affine, start);
+  const box: Grid = { dims: size, affine: source.affine.map((row, r) => (r < 3 ? [row[0], row[1], row[2], origin[r]] : row)) };
+  const inBox = resample(labels, modelGrid, box, 'nearest', 0, new Uint8Array(size[0] * size[1] * size[2]));
+  count(inBox);
+  for (let k = 0; k < size[2]; k++) {
+    for (let j = 0; j < size[1]; j++) data.set(inBox.subarray((k * size[1] + j) * size[0], (k * size[1] + j + 1) * size[0]), ((start[2] + k) * sy + start[1] + j) * sx + start[0]);
+  }
+  return { data, labelCounts: labelCountsOf() };
 }
