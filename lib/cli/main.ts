@@ -54,8 +54,8 @@ registerCommand('select', {
   load: () => import('./select'),
 });
 registerCommand('infer', {
-  usage: 'infer <volume> <out> (--model-repo DIR | --server grpc://host:8001) --model NAME [--spacing 2,2,2] [--roi 64,64,64]',
-  summary: 'segment one volume with an embedded onnxruntime model or a Triton / KServe v2 server',
+  usage: 'infer <volume> <out> [--model-repo DIR | --server grpc://host:8001] [--preset P | --model NAME] [--roi 64,64,64]',
+  summary: 'segment one volume: the bundled demo model by default, or any model embedded or on a Triton / KServe v2 server',
   load: () => import('./infer'),
 });
 registerCommand('phantom', {
