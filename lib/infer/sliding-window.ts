@@ -149,7 +149,12 @@ export async function slidingWindowInference(input: Tensor, predict: WindowPredi
     if (prediction.channels !== outChannels || prediction.data.length !== group.length * outChannels * roiVoxels) {
       throw new Error(`the model returned ${prediction.data.length} values for ${group.length} window(s) of ${outChannels}×${rd}×${rh}×${rw}`);
     }
-    group.forEach(([z0, y0, x0], b) => {
+    // Locals, not the closure's mutable bindings: this loop touches every voxel of every window.
+    const accumulated = sums;
+    const predicted = prediction.data;
+    const volumeVoxels = D * H * W;
+    for (let b = 0; b < group.length; b++) {
+      const [z0, y0, x0] = group[b];
       for (let z = 0; z < rd; z++) {
         for (let y = 0; y < rh; y++) {
           const row = (z * rh + y) * rw;
@@ -157,12 +162,12 @@ export async function slidingWindowInference(input: Tensor, predict: WindowPredi
           for (let x = 0; x < rw; x++) weightSum[target + x] += weights[row + x];
           for (let c = 0; c < outChannels; c++) {
             const source = (b * outChannels + c) * roiVoxels + row;
-            const out = c * D * H * W + target;
-            for (let x = 0; x < rw; x++) sums![out + x] += prediction.data[source + x] * weights[row + x];
+            const out = c * volumeVoxels + target;
+            for (let x = 0; x < rw; x++) accumulated[out + x] += predicted[source + x] * weights[row + x];
           }
         }
       }
-    });
+    }
     options.onProgress?.(Math.min(first + batchSize, windows.length), windows.length);
   }
 
