@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { BenchOptions, BenchRow } from './types';
+import type { BenchOptions, BenchRow } from './types';
 
 /** Every benchmark, in the order of the pipeline. Each compares against a real peer in the same run. */
 const BENCHES: Array<{ name: string; load: () => Promise<{ run(o: BenchOptions): Promise<BenchRow[]> }> }> = [
@@ -27,11 +27,42 @@ function fmt(n: number | undefined, digits = 3): string {
   return n >= 100 ? n.toFixed(0) : n.toPrecision(digits);
 }
 
+const HEADER = '| Benchmark | Input | Ours | Peer | Ratio | Target | Our peak RSS | Peer peak RSS | Notes |\n|---|---|---|---|---|---|---|---|---|';
+const DOC = join(__dirname, '..', '..', 'docs', 'BENCHMARKS.md');
+
+function rowLine(r: BenchRow): string {
+  return `| ${r.name} | ${r.input} | ${fmt(r.ours)} ${r.unit} | ${r.peerName}: ${fmt(r.peer)} ${r.unit} | **${fmt(r.ratio)}** | ${r.target ?? ''}${r.met === undefined ? '' : r.met ? ' ✅' : ' ❌'} | ${r.oursPeakRssMb ? fmt(r.oursPeakRssMb) + ' MB' : '–'} | ${r.peerPeakRssMb ? fmt(r.peerPeakRssMb) + ' MB' : '–'} | ${r.notes ?? ''} |`;
+}
+
+/**
+ * The per-benchmark sections of the existing document ("### name" up to the next one), so that a run of
+ * some benchmarks (`npm run bench -- infer`) replaces theirs and keeps the others' last figures.
+ */
+function existingSections(): Map<string, string> {
+  const sections = new Map<string, string>();
+  if (!existsSync(DOC)) return sections;
+  const text = readFileSync(DOC, 'utf8');
+  const results = text.indexOf('\n## Results\n');
+  if (results < 0) return sections;
+  const body = text.slice(results + '\n## Results\n'.length).split(/\n## /)[0];
+  for (const part of body.split(/^### /m).slice(1)) {
+    const name = part.slice(0, part.search(/[\s—]/));
+    sections.set(name, `### ${part.trimEnd()}`);
+  }
+  return sections;
+}
+
 async function main(): Promise<void> {
   const quick = process.env.CLARA_BENCH_QUICK === '1' || process.argv.includes('--quick');
   const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
-  const rows: BenchRow[] = [];
+  const unknown = only.filter((name) => !BENCHES.some((b) => b.name === name));
+  if (unknown.length) throw new Error(`unknown benchmark(s) ${unknown.join(', ')}; there are ${BENCHES.map((b) => b.name).join(', ')}`);
+  const sections = existingSections();
   const failures: string[] = [];
+  const machine = [
+    `CPU ${cpus()[0]?.model ?? '?'} × ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM`,
+    `Node ${process.version}; ${toolVersion('storescu', ['--version']).replace(/^\$dcmtk: | \$$/g, '')}; ${toolVersion('dcm2niix', ['--version']).replace(/^Chris Rorden's /, '')}; ${toolVersion('/usr/bin/python3', ['-c', 'import pydicom,numpy;print("pydicom",pydicom.__version__,"numpy",numpy.__version__)'])}`,
+  ].join('; ');
   for (const bench of BENCHES) {
     if (only.length && !only.includes(bench.name)) continue;
     process.stdout.write(`bench ${bench.name}${quick ? ' (quick)' : ''} ...\n`);
@@ -40,41 +71,28 @@ async function main(): Promise<void> {
       for (const r of got) {
         process.stdout.write(`  ${r.name}: ours ${fmt(r.ours)} ${r.unit}, ${r.peerName} ${fmt(r.peer)} ${r.unit}, ratio ${fmt(r.ratio)}${r.target ? ` (target ${r.target}: ${r.met ? 'met' : 'NOT met'})` : ''}\n`);
       }
-      rows.push(...got);
+      sections.set(bench.name, [`### ${bench.name} — ${new Date().toISOString()}, ${quick ? 'quick (CI)' : 'full'} mode`, '', `Machine: ${machine}.`, '', HEADER, ...got.map(rowLine)].join('\n'));
     } catch (err) {
       failures.push(`${bench.name}: ${(err as Error).message}`);
       process.stderr.write(`bench ${bench.name} failed: ${(err as Error).stack}\n`);
     }
   }
-  const machine = [
-    `- CPU: ${cpus()[0]?.model ?? '?'} × ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM`,
-    `- Node ${process.version}; ${toolVersion('storescu', ['--version']).replace(/^\$dcmtk: | \$$/g, '')}; ${toolVersion('dcm2niix', ['--version']).replace(/^Chris Rorden's /, '')}; ${toolVersion('/usr/bin/python3', ['-c', 'import pydicom,numpy;print("pydicom",pydicom.__version__,"numpy",numpy.__version__)'])}`,
-    `- Date: ${new Date().toISOString()}; mode: ${quick ? 'quick (CI)' : 'full'}`,
-  ];
-  const table = [
-    '| Benchmark | Input | Ours | Peer | Ratio | Target | Our peak RSS | Peer peak RSS | Notes |',
-    '|---|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.name} | ${r.input} | ${fmt(r.ours)} ${r.unit} | ${r.peerName}: ${fmt(r.peer)} ${r.unit} | **${fmt(r.ratio)}** | ${r.target ?? ''}${r.met === undefined ? '' : r.met ? ' ✅' : ' ❌'} | ${r.oursPeakRssMb ? fmt(r.oursPeakRssMb) + ' MB' : '–'} | ${r.peerPeakRssMb ? fmt(r.peerPeakRssMb) + ' MB' : '–'} | ${r.notes ?? ''} |`),
-  ];
   const doc = [
     '# Benchmarks',
     '',
-    'Written by `npm run bench` (full) or `CLARA_BENCH_QUICK=1 npm run bench` (CI). Every row compares this package',
-    'against a real peer on the same input in the same run: whole processes timed with `/usr/bin/time -v`, contenders',
-    'interleaved (A B A B …) after one untimed warm-up round, medians quoted. The ratio is always "how many times the',
-    'peer’s speed we reach" (peer time ÷ our time, or our rate ÷ peer rate), so higher is better. dcmtk peers run with',
-    '`TCP_NODELAY=1` (see `../shared/notes/benchmarking.md`).',
-    '',
-    '## Machine',
-    ...machine,
+    'Written by `npm run bench` (full) or `CLARA_BENCH_QUICK=1 npm run bench` (CI); `npm run bench -- NAME …` reruns some',
+    'and keeps the other sections. Every row compares this package against a real peer on the same input in the same',
+    'run: whole processes timed with `/usr/bin/time -v`, contenders interleaved (A B A B …) after one untimed warm-up',
+    'round, medians quoted. The ratio is always "how many times the peer’s speed we reach" (peer time ÷ our time, or our',
+    'rate ÷ peer rate), so higher is better. dcmtk peers run with `TCP_NODELAY=1` (see `../shared/notes/benchmarking.md`).',
     '',
     '## Results',
-    ...table,
-    ...(failures.length ? ['', '## Failed benchmarks', ...failures.map((f) => `- ${f}`)] : []),
     '',
+    ...BENCHES.filter((b) => sections.has(b.name)).flatMap((b) => [sections.get(b.name)!, '']),
+    ...(failures.length ? ['## Failed benchmarks', ...failures.map((f) => `- ${f}`), ''] : []),
   ].join('\n');
-  writeFileSync(join(__dirname, '..', '..', 'docs', 'BENCHMARKS.md'), doc);
-  process.stdout.write(`wrote docs/BENCHMARKS.md (${rows.length} rows)\n`);
+  writeFileSync(DOC, doc);
+  process.stdout.write(`wrote docs/BENCHMARKS.md\n`);
   if (failures.length) process.exitCode = 1;
 }
 
