@@ -58,6 +58,16 @@ registerCommand('infer', {
   summary: 'segment one volume: the bundled demo model by default, or any model embedded or on a Triton / KServe v2 server',
   load: () => import('./infer'),
 });
+registerCommand('import', {
+  usage: 'import <pipeline.yaml> -o flow.json [--set NAME=AE@host:port] [--dicom-port N] [--triton embedded|grpc://host:8001]',
+  summary: 'turn a Clara pipeline (api-version 0.3/0.4) into a prewired Node-RED flow',
+  load: async () => ({ run: (await import('../../flows/cli')).runImport }),
+});
+registerCommand('export', {
+  usage: 'export <flow.json> -o pipeline.yaml [--tab ID]',
+  summary: 'write a flow imported from Clara YAML back as a Clara pipeline',
+  load: async () => ({ run: (await import('../../flows/cli')).runExport }),
+});
 registerCommand('phantom', {
   usage: 'phantom <out-dir> [--size N] [--slices N] [--seed N]',
   summary: 'write a synthetic brain MR study and its ground-truth tumour mask',

@@ -1,0 +1,96 @@
+/**
+ * The importer's command line: `clara-dicom import` (Clara pipeline YAML → Node-RED flow JSON) and
+ * `clara-dicom export` (flow JSON → pipeline YAML). Same converter as the editor's import dialog.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { InputError, type ParsedArgs, UsageError, intOption, parseArgs, rejectUnknownOptions } from '../lib/cli/args';
+import { ExportError, flowToPipeline, pipelineToYaml } from './export';
+import { type DestinationAddress, type FlowNode, type ImportOptions, pipelineToFlow } from './mapping';
+import { PipelineError, parsePipeline } from './pipeline';
+
+/** `-o FILE` is the documented spelling; the shared parser knows only long options. */
+function withLongOut(argv: string[]): string[] {
+  return argv.map((a) => (a === '-o' ? '--out' : a));
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new InputError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** MYPACS=AE@host:port, each --set once per destination (repeat the option with commas: A=..,B=..). */
+function destinationsOf(args: ParsedArgs): Record<string, DestinationAddress> {
+  const raw = args.options.get('set');
+  if (raw === undefined) return {};
+  if (raw === true) throw new UsageError('--set needs NAME=AE@host:port');
+  const out: Record<string, DestinationAddress> = {};
+  for (const item of raw.split(',')) {
+    const m = /^([^=\s]+)=([^@\s]{1,16})@([^:\s]+):(\d{1,5})$/.exec(item.trim());
+    if (!m || Number(m[4]) < 1 || Number(m[4]) > 65535) throw new UsageError(`--set ${item}: expected NAME=AE@host:port`);
+    out[m[1]] = { calledAE: m[2], host: m[3], port: Number(m[4]) };
+  }
+  return out;
+}
+
+function tritonOf(args: ParsedArgs): ImportOptions['triton'] {
+  const raw = args.options.get('triton');
+  if (raw === undefined || raw === 'embedded') return 'embedded';
+  const m = typeof raw === 'string' ? /^(grpc|http):\/\/([^/:]+):(\d+)\/?$/.exec(raw) : null;
+  if (!m) throw new UsageError('--triton takes embedded, grpc://host:port or http://host:port');
+  return { protocol: m[1] as 'grpc' | 'http', host: m[2], port: Number(m[3]) };
+}
+
+/** clara-dicom import <pipeline.yaml> -o flow.json [--set NAME=AE@host:port] [--dicom-port N] [--triton embedded|grpc://host:8001] */
+export async function runImport(argv: string[]): Promise<number> {
+  const args = parseArgs(withLongOut(argv));
+  rejectUnknownOptions(args, ['out', 'set', 'dicom-port', 'triton']);
+  if (args.positional.length !== 1) throw new UsageError(`expected one pipeline YAML file, got ${args.positional.length}`);
+  const out = args.options.get('out');
+  if (typeof out !== 'string') throw new UsageError('-o flow.json is required');
+  const options: ImportOptions = { destinations: destinationsOf(args), dicomPort: intOption(args, 'dicom-port', 104, 1, 65535), triton: tritonOf(args) };
+  const file = resolve(args.positional[0]);
+  let result;
+  try {
+    result = pipelineToFlow(parsePipeline(readText(file, 'the pipeline')), options);
+  } catch (err) {
+    if (err instanceof PipelineError) throw new InputError(`${file}: ${err.message}`);
+    throw err;
+  }
+  writeFileSync(resolve(out), JSON.stringify(result.flow, null, 2) + '\n');
+  for (const op of result.operators) process.stdout.write(`${op.operator.padEnd(40)} → ${op.nodes.map((n) => n.type).join(' + ')}${op.placeholder ? '  (placeholder)' : ''}\n`);
+  for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
+  process.stdout.write(`wrote ${result.flow.length} nodes to ${resolve(out)}${result.warnings.length ? `, ${result.warnings.length} warning(s)` : ''}\n`);
+  return 0;
+}
+
+/** clara-dicom export <flow.json> -o pipeline.yaml [--tab ID] */
+export async function runExport(argv: string[]): Promise<number> {
+  const args = parseArgs(withLongOut(argv));
+  rejectUnknownOptions(args, ['out', 'tab']);
+  if (args.positional.length !== 1) throw new UsageError(`expected one flow JSON file, got ${args.positional.length}`);
+  const out = args.options.get('out');
+  if (typeof out !== 'string') throw new UsageError('-o pipeline.yaml is required');
+  const file = resolve(args.positional[0]);
+  let flow: FlowNode[];
+  try {
+    flow = JSON.parse(readText(file, 'the flow')) as FlowNode[];
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new InputError(`${file} is not JSON: ${(err as Error).message}`);
+  }
+  const tab = args.options.get('tab');
+  let yaml: string;
+  try {
+    yaml = pipelineToYaml(flowToPipeline(flow, typeof tab === 'string' ? tab : undefined));
+  } catch (err) {
+    if (err instanceof ExportError) throw new InputError(err.message);
+    throw err;
+  }
+  writeFileSync(resolve(out), yaml);
+  process.stdout.write(`wrote ${resolve(out)}\n`);
+  return 0;
+}
