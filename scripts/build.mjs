@@ -29,6 +29,13 @@ for (const type of readdirSync(nodesDir)) {
 }
 execFileSync(process.execPath, [join(root, 'scripts', 'gen-dictionary.mjs'), join(dist, 'lib', 'dicom', 'dictionary.json')], { stdio: 'inherit' });
 
+// The importer's editor plugin sits beside its runtime half, where Node-RED looks for a plugin's .html.
+const flowsDir = join(root, 'flows');
+if (existsSync(flowsDir)) {
+  mkdirSync(join(dist, 'flows'), { recursive: true });
+  for (const file of readdirSync(flowsDir)) if (file.endsWith('.html')) cpSync(join(flowsDir, file), join(dist, 'flows', file));
+}
+
 // Protocol definitions the runtime loads (the KServe v2 gRPC service) sit beside their compiled modules.
 const libDir = join(root, 'lib');
 cpSync(libDir, join(dist, 'lib'), { recursive: true, filter: (p) => statSync(p).isDirectory() || p.endsWith('.proto') });
