@@ -1,10 +1,12 @@
 /**
- * The importer's command line: `clara-dicom import` (Clara pipeline YAML → Node-RED flow JSON) and
- * `clara-dicom export` (flow JSON → pipeline YAML). Same converter as the editor's import dialog.
+ * The importer's command line: `clara-dicom import` (Clara pipeline YAML → Node-RED flow JSON),
+ * `clara-dicom export` (flow JSON → pipeline YAML) and `clara-dicom deploy` (either, onto a running
+ * Node-RED through its Admin API). Same converter as the editor's import dialog.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InputError, type ParsedArgs, UsageError, intOption, parseArgs, rejectUnknownOptions } from '../lib/cli/args';
+import { DeployError, deployFlow } from './deploy';
 import { ExportError, flowToPipeline, pipelineToYaml } from './export';
 import { type DestinationAddress, type FlowNode, type ImportOptions, pipelineToFlow } from './mapping';
 import { PipelineError, parsePipeline } from './pipeline';
@@ -44,14 +46,20 @@ function tritonOf(args: ParsedArgs): ImportOptions['triton'] {
   return { protocol: m[1] as 'grpc' | 'http', host: m[2], port: Number(m[3]) };
 }
 
+function importOptionsOf(args: ParsedArgs): ImportOptions {
+  const host = args.options.get('dicom-host');
+  if (host === true) throw new UsageError('--dicom-host needs an address');
+  return { destinations: destinationsOf(args), dicomPort: intOption(args, 'dicom-port', 104, 1, 65535), dicomHost: host, triton: tritonOf(args) };
+}
+
 /** clara-dicom import <pipeline.yaml> -o flow.json [--set NAME=AE@host:port] [--dicom-port N] [--triton embedded|grpc://host:8001] */
 export async function runImport(argv: string[]): Promise<number> {
   const args = parseArgs(withLongOut(argv));
-  rejectUnknownOptions(args, ['out', 'set', 'dicom-port', 'triton']);
+  rejectUnknownOptions(args, ['out', 'set', 'dicom-port', 'dicom-host', 'triton']);
   if (args.positional.length !== 1) throw new UsageError(`expected one pipeline YAML file, got ${args.positional.length}`);
   const out = args.options.get('out');
   if (typeof out !== 'string') throw new UsageError('-o flow.json is required');
-  const options: ImportOptions = { destinations: destinationsOf(args), dicomPort: intOption(args, 'dicom-port', 104, 1, 65535), triton: tritonOf(args) };
+  const options = importOptionsOf(args);
   const file = resolve(args.positional[0]);
   let result;
   try {
@@ -93,4 +101,42 @@ export async function runExport(argv: string[]): Promise<number> {
   writeFileSync(resolve(out), yaml);
   process.stdout.write(`wrote ${resolve(out)}\n`);
   return 0;
+}
+
+/** A flow from either a Clara pipeline (imported with the options given) or a flow JSON file. */
+function flowFromFile(file: string, args: ParsedArgs): FlowNode[] {
+  const textValue = readText(file, 'the input');
+  if (/\.json$/i.test(file)) {
+    try {
+      return JSON.parse(textValue) as FlowNode[];
+    } catch (err) {
+      throw new InputError(`${file} is not JSON: ${(err as Error).message}`);
+    }
+  }
+  try {
+    return pipelineToFlow(parsePipeline(textValue), importOptionsOf(args)).flow;
+  } catch (err) {
+    if (err instanceof PipelineError) throw new InputError(`${file}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** clara-dicom deploy <pipeline.yaml|flow.json> --target http://host:1880 [--user U --password P | --token T] */
+export async function runDeploy(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  rejectUnknownOptions(args, ['target', 'user', 'password', 'token', 'set', 'dicom-port', 'dicom-host', 'triton']);
+  if (args.positional.length !== 1) throw new UsageError(`expected one pipeline YAML or flow JSON file, got ${args.positional.length}`);
+  const target = args.options.get('target');
+  if (typeof target !== 'string' || !/^https?:\/\/[^/\s]+/.test(target)) throw new UsageError('--target http://host:1880 is required');
+  const option = (name: string) => (typeof args.options.get(name) === 'string' ? String(args.options.get(name)) : undefined);
+  if (option('user') && option('token')) throw new UsageError('give --user/--password or --token, not both');
+  const flow = flowFromFile(resolve(args.positional[0]), args);
+  try {
+    const result = await deployFlow(flow, { url: target, username: option('user'), password: option('password'), token: option('token') });
+    process.stdout.write(`${result.replaced ? 'updated' : 'added'} tab ${result.tabId} on ${target}: ${result.deployed} nodes, ${result.kept} other nodes kept${result.rev ? `, revision ${result.rev}` : ''}\n`);
+    return 0;
+  } catch (err) {
+    if (err instanceof DeployError) throw new InputError(err.message);
+    throw err;
+  }
 }

@@ -44,6 +44,8 @@ export interface ImportOptions {
   destinations?: Record<string, DestinationAddress>;
   /** Port of the clara-dicom-in SCP (default 104, DICOM's). */
   dicomPort?: number;
+  /** Address it listens on (default 0.0.0.0: the PACS is on another machine). */
+  dicomHost?: string;
   /** Where AI operators run: embedded (the default: the bundled model, works anywhere) or a Triton server. */
   triton?: 'embedded' | { protocol: 'grpc' | 'http'; host: string; port: number };
 }
@@ -215,7 +217,7 @@ export function pipelineToFlow(pipeline: Pipeline, options: ImportOptions = {}):
   // The study sent in (inputs without `from`) arrives through one SCP.
   const needsPayload = pipeline.operators.some((op) => op.inputs.some((i) => i.from === undefined));
   const dicomIn: FlowNode | undefined = needsPayload
-    ? { id: idOf('pipeline')('dicom-in'), type: 'clara-dicom-in', name: 'payload', aeTitle: 'CLARA', port: options.dicomPort ?? 104, host: '0.0.0.0', allow: '', acceptAnyCalledAE: false, studyTimeout: 5, grouping: 'study', workRoot: '', maxPdu: 65536, wires: [[]] }
+    ? { id: idOf('pipeline')('dicom-in'), type: 'clara-dicom-in', name: 'payload', aeTitle: 'CLARA', port: options.dicomPort ?? 104, host: options.dicomHost ?? '0.0.0.0', allow: '', acceptAnyCalledAE: false, studyTimeout: 5, grouping: 'study', workRoot: '', maxPdu: 65536, wires: [[]] }
     : undefined;
   if (dicomIn) {
     Object.assign(dicomIn, { x: 140, y: 80 });

@@ -59,7 +59,7 @@ registerCommand('infer', {
   load: () => import('./infer'),
 });
 registerCommand('import', {
-  usage: 'import <pipeline.yaml> -o flow.json [--set NAME=AE@host:port] [--dicom-port N] [--triton embedded|grpc://host:8001]',
+  usage: 'import <pipeline.yaml> -o flow.json [--set NAME=AE@host:port] [--dicom-port N] [--dicom-host H] [--triton embedded|grpc://host:8001]',
   summary: 'turn a Clara pipeline (api-version 0.3/0.4) into a prewired Node-RED flow',
   load: async () => ({ run: (await import('../../flows/cli')).runImport }),
 });
@@ -67,6 +67,11 @@ registerCommand('export', {
   usage: 'export <flow.json> -o pipeline.yaml [--tab ID]',
   summary: 'write a flow imported from Clara YAML back as a Clara pipeline',
   load: async () => ({ run: (await import('../../flows/cli')).runExport }),
+});
+registerCommand('deploy', {
+  usage: 'deploy <pipeline.yaml|flow.json> --target http://host:1880 [--user U --password P | --token T]',
+  summary: 'put the flow onto a running (edge) Node-RED through its Admin API, replacing its earlier copy',
+  load: async () => ({ run: (await import('../../flows/cli')).runDeploy }),
 });
 registerCommand('phantom', {
   usage: 'phantom <out-dir> [--size N] [--slices N] [--seed N]',
