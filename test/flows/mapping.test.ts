@@ -96,3 +96,12 @@ describe('flows/mapping and export: a Clara pipeline as a Node-RED flow, and bac
     assert.throws(() => flowToPipeline([{ id: 't', type: 'tab' }]), /no tab imported from a Clara pipeline/);
   });
 });
+
+describe('examples/03 Clara advanced DICOM integration', () => {
+  it('is exactly what the importer makes of the shared pipeline today (regenerate with node dist/flows/examples.js)', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { ADVANCED_DICOM_INTEGRATION_EXAMPLE, advancedDicomIntegrationExample } = require('../../flows/examples') as typeof import('../../flows/examples');
+    const committed = JSON.parse(readFileSync(ADVANCED_DICOM_INTEGRATION_EXAMPLE, 'utf8')) as FlowNode[];
+    assert.deepEqual(committed, JSON.parse(JSON.stringify(advancedDicomIntegrationExample(SEED))));
+  });
+});
