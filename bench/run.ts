@@ -10,6 +10,7 @@ const BENCHES: Array<{ name: string; load: () => Promise<{ run(o: BenchOptions):
   { name: 'ingest', load: () => import('./ingest') },
   { name: 'select', load: () => import('./select') },
   { name: 'infer', load: () => import('./infer') },
+  { name: 'seg', load: () => import('./seg') },
 ];
 
 function toolVersion(command: string, args: string[]): string {

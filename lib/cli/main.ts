@@ -58,6 +58,11 @@ registerCommand('infer', {
   summary: 'segment one volume: the bundled demo model by default, or any model embedded or on a Triton / KServe v2 server',
   load: () => import('./infer'),
 });
+registerCommand('seg', {
+  usage: 'seg <mask> <source-series-dir> <out-dir> [--labels JSON] [--codes JSON] [--fractional] [--uid-root R] [--series-description T]',
+  summary: 'write a DICOM Segmentation (SEG) of a label volume on its source series',
+  load: () => import('./seg'),
+});
 registerCommand('import', {
   usage: 'import <pipeline.yaml> -o flow.json [--set NAME=AE@host:port] [--dicom-port N] [--dicom-host H] [--triton embedded|grpc://host:8001]',
   summary: 'turn a Clara pipeline (api-version 0.3/0.4) into a prewired Node-RED flow',

@@ -1,0 +1,158 @@
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { type JobRef, jobRefOf, recordJobError, setJobState, updateJob } from '../../lib/job';
+import { type InferenceInput, type JobSegmentationOptions, type JobSegmentationResult, type SegmentDefinition, checkSegmentationSettings, parseSegmentDefinitions, writeJobSegmentations } from '../../lib/seg';
+
+/** The editor's settings, as Node-RED stores them (text fields stay strings). */
+type ClaraSegWriterDef = NodeDef & {
+  labels?: string;
+  codes?: string;
+  algorithmName?: string;
+  algorithmVersion?: string;
+  uidRoot?: string;
+  seriesDescription?: string;
+  seriesNumber?: string | number;
+  contentLabel?: string;
+  contentDescription?: string;
+  contentCreator?: string;
+  omitEmptyFrames?: boolean;
+  fractional?: boolean;
+};
+
+const TYPE = 'clara-seg-writer';
+const STAGE = 'seg';
+
+/** msg.seg: the folder and the files written, never the pixels. */
+interface SegSummary {
+  dir: string;
+  files: Array<{ file: string; sopInstanceUID: string; seriesInstanceUID: string; sourceSeriesInstanceUID: string; segmentationType: string; segments: JobSegmentationResult['files'][number]['segments']; frames: number }>;
+  empty: JobSegmentationResult['empty'];
+  algorithm: { name: string; version: string };
+  seconds: number;
+}
+
+interface Settings {
+  segments: SegmentDefinition[];
+  options: Omit<JobSegmentationOptions, 'segments' | 'inference' | 'selectedImages'>;
+}
+
+/** The node's settings checked once at deploy, with the same checks the writer applies. */
+function settingsOf(config: ClaraSegWriterDef): Settings {
+  const segments = parseSegmentDefinitions(config.labels, config.codes);
+  const text = (v: string | undefined) => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
+  const seriesNumberText = config.seriesNumber === undefined ? '' : String(config.seriesNumber).trim();
+  if (seriesNumberText !== '' && !/^\d+$/.test(seriesNumberText)) throw new Error(`series number must be a whole number, not ${JSON.stringify(seriesNumberText)}`);
+  const name = text(config.algorithmName);
+  const options: Settings['options'] = {
+    algorithm: name ? { name, version: text(config.algorithmVersion) } : undefined,
+    uidRoot: text(config.uidRoot),
+    seriesDescription: text(config.seriesDescription),
+    seriesNumber: seriesNumberText === '' ? undefined : Number(seriesNumberText),
+    contentLabel: text(config.contentLabel),
+    contentDescription: text(config.contentDescription),
+    contentCreatorName: text(config.contentCreator),
+    omitEmptyFrames: config.omitEmptyFrames !== false,
+    fractional: config.fractional === true,
+  };
+  // outDir and the algorithm are filled per job; the rest fails here, at deploy, rather than on the first study.
+  checkSegmentationSettings(segments, { ...options, outDir: '-', algorithm: options.algorithm ?? { name: 'model from msg.inference' } });
+  return { segments, options };
+}
+
+function inferenceOf(msg: NodeMessageInFlow): InferenceInput | undefined {
+  const inference = (msg as { inference?: unknown }).inference;
+  return inference && typeof inference === 'object' ? (inference as InferenceInput) : undefined;
+}
+
+function selectedImagesOf(msg: NodeMessageInFlow): string | undefined {
+  const selection = (msg as { selection?: { selectedImages?: unknown } }).selection;
+  return selection && typeof selection.selectedImages === 'string' && selection.selectedImages ? selection.selectedImages : undefined;
+}
+
+export = function register(RED: NodeAPI): void {
+  function ClaraSegWriterNode(this: Node, config: ClaraSegWriterDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    let settings: Settings | undefined;
+    let configError: string | undefined;
+    try {
+      settings = settingsOf(config);
+    } catch (err) {
+      configError = (err as Error).message;
+      node.error(`${TYPE}: ${configError}`);
+      node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
+    }
+
+    let busy = false;
+    let waiting = 0;
+    let queue: Promise<void> = Promise.resolve();
+
+    function writeOne(msg: NodeMessageInFlow, send: (msgs: Array<NodeMessageInFlow | null>) => void): void {
+      const job: JobRef = jobRefOf(msg as { job?: unknown });
+      let result: JobSegmentationResult;
+      try {
+        if (configError || !settings) throw new Error(configError ?? 'not configured');
+        setJobState(job.dir, 'writing', 'seg-writing');
+        node.status({ fill: 'blue', shape: 'dot', text: 'writing SEG' });
+        result = writeJobSegmentations(job.dir, { ...settings.options, segments: settings.segments, inference: inferenceOf(msg), selectedImages: selectedImagesOf(msg) });
+      } catch (err) {
+        const message = (err as Error).message;
+        recordJobError(job.dir, STAGE, message, true);
+        throw new Error(`job ${job.id}: ${message}`);
+      }
+      const frames = result.files.reduce((n, f) => n + f.frames, 0);
+      const found = result.files.length > 0;
+      updateJob(job.dir, (r) => {
+        r.state = found ? 'seg-written' : 'no-findings';
+        r.timestamps[found ? 'seg-written' : 'no-findings'] = new Date().toISOString();
+        r.counts.segFiles = result.files.length;
+        r.counts.segFrames = frames;
+        r.counts.segEmptySeries = result.empty.length;
+      });
+      const summary: SegSummary = {
+        dir: result.dir,
+        files: result.files.map(({ file, sopInstanceUID, seriesInstanceUID, sourceSeriesInstanceUID, segmentationType, segments, frames: n }) => ({
+          file, sopInstanceUID, seriesInstanceUID, sourceSeriesInstanceUID, segmentationType, segments, frames: n,
+        })),
+        empty: result.empty,
+        algorithm: result.algorithm,
+        seconds: result.seconds,
+      };
+      (msg as NodeMessageInFlow & { seg: SegSummary }).seg = summary;
+      send(found ? [msg, null] : [null, msg]);
+      node.status(
+        found
+          ? { fill: 'green', shape: 'dot', text: `wrote ${result.files.length} SEG (${frames} frame${frames === 1 ? '' : 's'}) in ${result.seconds.toFixed(1)} s` }
+          : { fill: 'green', shape: 'ring', text: 'no findings: nothing written' },
+      );
+    }
+
+    node.on('input', (msg: NodeMessageInFlow, send, done) => {
+      waiting++;
+      if (busy) node.status({ fill: 'blue', shape: 'ring', text: `${waiting - 1} job(s) queued` });
+      // One job at a time, in arrival order: each holds its label volume and its SEG in memory.
+      queue = queue.then(async () => {
+        waiting--;
+        busy = true;
+        try {
+          writeOne(msg, send as (msgs: Array<NodeMessageInFlow | null>) => void);
+          done();
+        } catch (err) {
+          const message = (err as Error).message;
+          node.status({ fill: 'red', shape: 'ring', text: message.replace(/^job \S+: /, '').slice(0, 60) });
+          done(new Error(`${TYPE}: ${message}`));
+        } finally {
+          busy = false;
+        }
+      });
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      queue.finally(() => {
+        node.status({});
+        done();
+      });
+    });
+  }
+
+  RED.nodes.registerType(TYPE, ClaraSegWriterNode);
+};
