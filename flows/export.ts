@@ -28,8 +28,10 @@ function applyNodeSettings(record: OperatorRecord, node: FlowNode, flow: FlowNod
   if ((node.type === 'clara-seg-writer' || node.type === 'clara-rtstruct-writer') && typeof node.labels === 'string') {
     if (node.type === 'clara-seg-writer' || variables.NVIDIA_SEG_LABELS !== undefined) variables.NVIDIA_SEG_LABELS = node.labels;
   }
-  if (node.type === 'clara-scu-out' && Array.isArray(node.destinations)) {
-    const names = (node.destinations as unknown[]).map((id) => flow.find((n) => n.id === id)?.name).filter((n): n is string => typeof n === 'string' && n !== '');
+  if (node.type === 'clara-scu-out') {
+    const first = flow.find((n) => n.id === node.destination)?.name;
+    const more = typeof node.destinations === 'string' ? node.destinations.split(',').map((n) => n.trim()) : [];
+    const names = [first, ...more].filter((n): n is string => typeof n === 'string' && n !== '');
     const at = (command ?? []).indexOf('--data');
     if (at >= 0 && names.length) command = [...command!.slice(0, at + 1), JSON.stringify(names), ...command!.slice(at + 2)];
   }

@@ -164,7 +164,9 @@ export const OPERATOR_MAPPINGS: OperatorMapping[] = [
     map(op, ctx) {
       const { data } = registerArguments(op);
       const names = data.length ? data : ['MYPACS'];
-      return single({ id: ctx.id('scu'), type: 'clara-scu-out', name: op.name, destinations: names.map((n) => ctx.destination(n)) });
+      const ids = names.map((n) => ctx.destination(n));
+      // The node's own destination is the first; further ones it looks up by name among the destination nodes.
+      return single({ id: ctx.id('scu'), type: 'clara-scu-out', name: op.name, destination: ids[0], destinations: names.slice(1).join(','), folders: 'seg,rtstruct', maxAttempts: 5, backoff: 2, maxBackoff: 600, concurrency: 2 });
     },
   },
   {

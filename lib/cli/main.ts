@@ -63,6 +63,11 @@ registerCommand('seg', {
   summary: 'write a DICOM Segmentation (SEG) of a label volume on its source series',
   load: () => import('./seg'),
 });
+registerCommand('send', {
+  usage: 'send <files|dir>... --to AE@host:port [--calling-ae AE] [--retries N] [--timeout S] [--json]',
+  summary: 'C-STORE files to a DICOM peer through the durable outbox clara-scu-out uses; exit 1 if any instance was not stored',
+  load: () => import('./send'),
+});
 registerCommand('import', {
   usage: 'import <pipeline.yaml> -o flow.json [--set NAME=AE@host:port] [--dicom-port N] [--dicom-host H] [--triton embedded|grpc://host:8001]',
   summary: 'turn a Clara pipeline (api-version 0.3/0.4) into a prewired Node-RED flow',

@@ -45,7 +45,7 @@ describe('flows/mapping and export: a Clara pipeline as a Node-RED flow, and bac
     assert.equal(selector.rulesType, 'base64');
     assert.equal(selector.rules, seedSelectionRulesBase64());
     assert.equal(seg.labels, '["Tumor-seg"]');
-    assert.deepEqual(scus.map((s) => s.destinations), [[destination.id], [destination.id]]);
+    assert.deepEqual(scus.map((s) => [s.destination, s.destinations]), [[destination.id, ''], [destination.id, '']]);
     assert.deepEqual([destination.name, destination.calledAE, destination.host, destination.port], ['MYPACS', 'ORTHANC', '127.0.0.1', 4242]);
     assert.equal(infer.server, server.id);
     assert.equal(server.mode, 'embedded');
