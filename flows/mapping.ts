@@ -46,6 +46,8 @@ export interface ImportOptions {
   dicomPort?: number;
   /** Address it listens on (default 0.0.0.0: the PACS is on another machine). */
   dicomHost?: string;
+  /** First port of the local archive SCPs that stand in for destinations given no address (default 11113). */
+  archivePort?: number;
   /** Where AI operators run: embedded (the default: the bundled model, works anywhere) or a Triton server. */
   triton?: 'embedded' | { protocol: 'grpc' | 'http'; host: string; port: number };
 }
@@ -200,14 +202,23 @@ export function pipelineToFlow(pipeline: Pipeline, options: ImportOptions = {}):
   const configNodes: FlowNode[] = [];
   const destinations = new Map<string, string>();
   const destinationId = idOf('destinations');
+  // A destination given no address is a local archive: an SCP on this machine that keeps what it receives,
+  // so the imported flow runs end to end on a fresh machine; point the destination at the real PACS later.
+  const archives: FlowNode[] = [];
   const destination = (name: string): string => {
     const known = destinations.get(name);
     if (known) return known;
-    const address = options.destinations?.[name];
     const id = destinationId(name);
     destinations.set(name, id);
-    if (!address) warnings.push(`destination ${name}: no address given (--set ${name}=AE@host:port); fill in its clara-dicom-destination node`);
-    configNodes.push({ id, type: 'clara-dicom-destination', name, calledAE: address?.calledAE ?? name, host: address?.host ?? '', port: address?.port ?? 104, callingAE: 'ClaraSCU' });
+    let address = options.destinations?.[name];
+    if (!address) {
+      address = { calledAE: name.slice(0, 16), host: '127.0.0.1', port: (options.archivePort ?? 11113) + archives.length };
+      archives.push({
+        id: idOf('archives')(name), type: 'clara-dicom-in', name: `${name} (local archive)`, aeTitle: address.calledAE, port: address.port, host: '127.0.0.1', allow: '',
+        acceptAnyCalledAE: false, studyTimeout: 5, grouping: 'study', workRoot: `clara-dicom/archive/${name.replace(/[^\w.-]/g, '_')}`, maxPdu: 65536, wires: [[]],
+      });
+    }
+    configNodes.push({ id, type: 'clara-dicom-destination', name, calledAE: address.calledAE, host: address.host, port: address.port, callingAE: 'ClaraSCU', maxPdu: 65536, connectTimeout: 10, pduTimeout: 30 });
     return id;
   };
 
@@ -267,6 +278,13 @@ export function pipelineToFlow(pipeline: Pipeline, options: ImportOptions = {}):
     while (node.wires!.length <= port) node.wires!.push([]);
     if (!node.wires![port].includes(target.entry)) node.wires![port].push(target.entry);
   }
+
+  const lastColumn = Math.max(0, ...nodes.map((n) => n.x ?? 0));
+  archives.forEach((archive, k) => {
+    archive.x = lastColumn + COLUMN;
+    archive.y = 80 + k * ROW;
+    nodes.push(archive);
+  });
 
   const tab: FlowNode = { id: tabId, type: 'tab', label: pipeline.name, info: `Imported from the Clara pipeline "${pipeline.name}" (api-version ${pipeline.apiVersion}).`, clara: { apiVersion: pipeline.apiVersion, name: pipeline.name, orchestrator: pipeline.orchestrator, pullSecrets: pipeline.pullSecrets } };
   for (const n of nodes) n.z = tabId;

@@ -1,5 +1,5 @@
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import { type AllowEntry, PolicyConfigError, StoreScp, parseAllowList, validateAeTitle } from '../../lib/dimse';
 import { type CompletedJob, GROUPINGS, type Grouping, type ReplacedFile, type SkippedFile, ingestFolder } from '../../lib/ingest';
@@ -65,7 +65,8 @@ function settingsOf(config: ClaraDicomInDef, userDir: string): Settings {
     acceptAnyCalledAE: config.acceptAnyCalledAE === true,
     studyTimeoutSeconds: numberSetting(config.studyTimeout, 5, 'study timeout', 0.1, 86400, false),
     grouping,
-    workRoot: (config.workRoot ?? '').trim() || defaultWorkRoot(userDir),
+    // A relative work root (as an imported flow carries) lives in the user directory, like flows.json.
+    workRoot: (config.workRoot ?? '').trim() ? resolve(userDir, (config.workRoot ?? '').trim()) : defaultWorkRoot(userDir),
     maxPduLength: numberSetting(config.maxPdu, 65536, 'max PDU', 4096, 16 * 1024 * 1024),
   };
 }

@@ -38,8 +38,7 @@ describe('Import › Clara pipeline… (editor plugin) against a headless Node-R
     const admin = await red.token('admin', 'admin-pass', '*');
     const ok = await post({ yaml: SEED }, admin);
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
-    // Without an address, MYPACS is named as a destination to fill in (the one warning of the shared YAML here).
-    assert.deepEqual(ok.body.warnings, ['destination MYPACS: no address given (--set MYPACS=AE@host:port); fill in its clara-dicom-destination node']);
+    assert.deepEqual(ok.body.warnings, []);
     assert.ok(ok.body.flow?.some((n) => n.type === 'clara-triton-infer'));
     const bad = await post({ yaml: 'api-version: 0.9.0\nname: x\noperators: []\n' }, admin);
     assert.equal(bad.status, 400);
@@ -66,7 +65,7 @@ describe('Import › Clara pipeline… (editor plugin) against a headless Node-R
     await page.waitForSelector('.clara-import-table', { timeout: 20000 });
     const preview = await page.textContent('#clara-import-preview');
     assert.match(preview ?? '', /brain-tumor-segmentation.*clara\/ai-braintumor.*clara-triton-infer/s);
-    assert.match(preview ?? '', /destination MYPACS: no address given/);
+    assert.match(preview ?? '', /No warnings\./);
     await page.screenshot({ path: join(ARTIFACTS, 'preview.png') });
     await page.click('#clara-import-button');
     await page.waitForFunction(() => (window as unknown as EditorWindow).RED.nodes.filterNodes({ type: 'clara-triton-infer' }).length === 1, null, { timeout: 20000 });
@@ -76,8 +75,8 @@ describe('Import › Clara pipeline… (editor plugin) against a headless Node-R
       const onTab = (RED.nodes.filterNodes as unknown as (f: { z: string }) => Array<{ type: string; _orig?: { type: string } }>)({ z: imported.z });
       return { types: ['clara-dicom-in', 'clara-dicom-parser', 'clara-series-selector'].map((type) => RED.nodes.filterNodes({ type }).length), onTab: onTab.map((n) => n._orig?.type ?? n.type).sort() };
     });
-    assert.deepEqual(counts.types, [1, 1, 1]);
-    assert.deepEqual(counts.onTab, ['clara-dicom-in', 'clara-dicom-parser', 'clara-render-register', 'clara-rtstruct-writer', 'clara-scu-out', 'clara-scu-out', 'clara-seg-writer', 'clara-series-selector', 'clara-triton-infer']);
+    assert.deepEqual(counts.types, [2, 1, 1]);
+    assert.deepEqual(counts.onTab, ['clara-dicom-in', 'clara-dicom-in', 'clara-dicom-parser', 'clara-render-register', 'clara-rtstruct-writer', 'clara-scu-out', 'clara-scu-out', 'clara-seg-writer', 'clara-series-selector', 'clara-triton-infer']);
     await page.screenshot({ path: join(ARTIFACTS, 'imported.png') });
     // A malformed document says where, and imports nothing.
     await page.evaluate(() => (window as unknown as EditorWindow).RED.actions.invoke('clara-dicom:import-clara-pipeline'));

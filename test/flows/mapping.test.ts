@@ -17,7 +17,8 @@ const wiredTo = (node: FlowNode, port = 0) => node.wires?.[port] ?? [];
 
 describe('flows/mapping and export: a Clara pipeline as a Node-RED flow, and back', () => {
   it('maps the Advanced DICOM Integration pipeline onto this package\'s nodes, prewired, with no placeholder and no warning', () => {
-    const result = pipelineToFlow(parsePipeline(SEED), { destinations: { MYPACS: { calledAE: 'ORTHANC', host: '127.0.0.1', port: 4242 } } });
+    const options = { destinations: { MYPACS: { calledAE: 'ORTHANC', host: '127.0.0.1', port: 4242 } } };
+    const result = pipelineToFlow(parsePipeline(SEED), options);
     assert.deepEqual(result.warnings, []);
     assert.ok(result.operators.every((o) => !o.placeholder));
     const { flow } = result;
@@ -56,17 +57,22 @@ describe('flows/mapping and export: a Clara pipeline as a Node-RED flow, and bac
     assert.ok((parser.x as number) > (dicomIn.x as number) && (infer.x as number) > (selector.x as number) && (scus[0].x as number) > (seg.x as number));
     assert.ok(flow.filter((n) => !['tab', 'clara-triton-server', 'clara-dicom-destination'].includes(n.type)).every((n) => n.z === tab.id));
     assert.equal(new Set(flow.map((n) => n.id)).size, flow.length);
-    assert.deepEqual(pipelineToFlow(parsePipeline(SEED)).flow.map((n) => n.id), flow.map((n) => n.id));
+    assert.deepEqual(pipelineToFlow(parsePipeline(SEED), options).flow.map((n) => n.id), flow.map((n) => n.id));
   });
 
-  it('keeps an unknown operator as a flagged clara-operator placeholder, wired through, and names missing destinations', () => {
+  it('keeps an unknown operator as a flagged clara-operator placeholder, wired through, and archives locally for a destination without an address', () => {
     const yaml = SEED.replace('image: clara/rtstruct_writer', 'image: acme/lung-report');
     const result = pipelineToFlow(parsePipeline(yaml), { triton: { protocol: 'grpc', host: 'triton.local', port: 8001 } });
     const placeholder = one(result.flow, 'clara-operator');
     assert.equal(placeholder.image, 'acme/lung-report');
     assert.ok(result.operators.find((o) => o.operator === 'rtstruct-writer')?.placeholder);
     assert.ok(result.warnings.some((w) => /operator "rtstruct-writer" \(acme\/lung-report:latest\) has no Node-RED equivalent/.test(w)), result.warnings.join('\n'));
-    assert.ok(result.warnings.some((w) => /destination MYPACS: no address given/.test(w)));
+    // MYPACS had no address: a local archive SCP on the tab stands in for it, and the destination points there.
+    const archive = byType(result.flow, 'clara-dicom-in').find((n) => n.name === 'MYPACS (local archive)')!;
+    assert.deepEqual([archive.aeTitle, archive.host, archive.port, archive.workRoot], ['MYPACS', '127.0.0.1', 11113, 'clara-dicom/archive/MYPACS']);
+    const pacs = one(result.flow, 'clara-dicom-destination');
+    assert.deepEqual([pacs.calledAE, pacs.host, pacs.port], ['MYPACS', '127.0.0.1', 11113]);
+    assert.ok(!result.warnings.some((w) => /MYPACS/.test(w)), result.warnings.join('\n'));
     assert.ok(wiredTo(one(result.flow, 'clara-triton-infer')).includes(placeholder.id));
     assert.ok(byType(result.flow, 'clara-scu-out').some((s) => wiredTo(placeholder).includes(s.id)));
     const server = one(result.flow, 'clara-triton-server');
