@@ -11,6 +11,7 @@ const BENCHES: Array<{ name: string; load: () => Promise<{ run(o: BenchOptions):
   { name: 'select', load: () => import('./select') },
   { name: 'infer', load: () => import('./infer') },
   { name: 'seg', load: () => import('./seg') },
+  { name: 'rtstruct', load: () => import('./rtstruct') },
   { name: 'send', load: () => import('./send') },
 ];
 

@@ -63,6 +63,11 @@ registerCommand('seg', {
   summary: 'write a DICOM Segmentation (SEG) of a label volume on its source series',
   load: () => import('./seg'),
 });
+registerCommand('rtstruct', {
+  usage: 'rtstruct <mask> <source-series-dir> <out-dir> [--labels JSON] [--styles JSON] [--uid-root R] [--tolerance PX]',
+  summary: 'write a DICOM RT Structure Set (RTSTRUCT) of a label volume on its source series',
+  load: () => import('./rtstruct'),
+});
 registerCommand('send', {
   usage: 'send <files|dir>... --to AE@host:port [--calling-ae AE] [--retries N] [--timeout S] [--json]',
   summary: 'C-STORE files to a DICOM peer through the durable outbox clara-scu-out uses; exit 1 if any instance was not stored',

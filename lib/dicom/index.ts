@@ -8,5 +8,5 @@ export { Tag, formatTag, parseTag } from './tags';
 export { SopClass, TransferSyntax, generateUid, isValidUid } from './uids';
 export {
   encodeDataset, encodeFileMeta, encodePart10, formatDecimalString, writeDicomFile, writeFileAtomic, writeJsonAtomic,
-  type WriteDataset, type WriteValue,
+  type EncodeOptions, type WriteDataset, type WriteValue,
 } from './writer';

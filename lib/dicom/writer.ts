@@ -73,7 +73,15 @@ function encodeValue(vr: string, value: WriteScalar | WriteScalar[] | Uint8Array
   throw new Error(`cannot encode ${formatTag(tag)}`);
 }
 
-function header(tag: number, vr: string, length: number): Buffer {
+function header(tag: number, vr: string, length: number, implicitVR = false): Buffer {
+  if (implicitVR) {
+    // Implicit VR: no VR field, and a 32-bit length for every element, whatever its VR.
+    const b = Buffer.alloc(8);
+    b.writeUInt16LE(tag >>> 16, 0);
+    b.writeUInt16LE(tag & 0xffff, 2);
+    b.writeUInt32LE(length, 4);
+    return b;
+  }
   const long = LONG_LENGTH_VRS.has(vr);
   const b = Buffer.alloc(long ? 12 : 8);
   b.writeUInt16LE(tag >>> 16, 0);
@@ -87,8 +95,17 @@ function header(tag: number, vr: string, length: number): Buffer {
   return b;
 }
 
-/** Encodes a data set as Explicit VR Little Endian, elements in ascending tag order. */
-export function encodeDataset(dataset: WriteDataset): Buffer {
+export interface EncodeOptions {
+  /**
+   * Implicit VR Little Endian instead of Explicit: every value length is 32 bits, so a value of a 16-bit-length
+   * VR (a long DS such as ContourData) past 64 KiB fits; every DICOM application accepts this transfer syntax.
+   */
+  implicitVR?: boolean;
+}
+
+/** Encodes a data set as Explicit (or, asked, Implicit) VR Little Endian, elements in ascending tag order. */
+export function encodeDataset(dataset: WriteDataset, options: EncodeOptions = {}): Buffer {
+  const implicitVR = options.implicitVR === true;
   const entries: Array<{ tag: number; key: string; value: WriteValue }> = [];
   for (const [key, value] of Object.entries(dataset)) {
     if (value === undefined) continue;
@@ -113,7 +130,7 @@ export function encodeDataset(dataset: WriteDataset): Buffer {
     if (vr === 'SQ' || isDatasetArray(raw)) {
       const items = (Array.isArray(raw) ? raw : []) as WriteDataset[];
       const encodedItems = items.map((item) => {
-        const body = encodeDataset(item);
+        const body = encodeDataset(item, options);
         const itemHeader = Buffer.alloc(8);
         itemHeader.writeUInt16LE(0xfffe, 0);
         itemHeader.writeUInt16LE(0xe000, 2);
@@ -121,11 +138,11 @@ export function encodeDataset(dataset: WriteDataset): Buffer {
         return Buffer.concat([itemHeader, body]);
       });
       const length = encodedItems.reduce((n, b) => n + b.length, 0);
-      parts.push(header(tag, 'SQ', length), ...encodedItems);
+      parts.push(header(tag, 'SQ', length, implicitVR), ...encodedItems);
       continue;
     }
     const bytes = encodeValue(vr, raw as WriteScalar | WriteScalar[] | Uint8Array | null, tag);
-    parts.push(header(tag, vr, bytes.length), bytes);
+    parts.push(header(tag, vr, bytes.length, implicitVR), bytes);
   }
   return Buffer.concat(parts);
 }
@@ -154,14 +171,15 @@ export function encodeFileMeta(identity: Part10Identity): Buffer {
   return Buffer.concat([preamble, groupLength, group]);
 }
 
-/** Encodes a whole Part 10 file in Explicit VR Little Endian; the identity comes from the data set. */
-export function encodePart10(dataset: WriteDataset): Buffer {
+/** Encodes a whole Part 10 file in Explicit (or, asked, Implicit) VR Little Endian; the identity comes from the data set. */
+export function encodePart10(dataset: WriteDataset, options: EncodeOptions = {}): Buffer {
   const sopClassUID = dataset.SOPClassUID;
   const sopInstanceUID = dataset.SOPInstanceUID;
   if (typeof sopClassUID !== 'string' || typeof sopInstanceUID !== 'string') {
     throw new Error('a Part 10 file needs SOPClassUID and SOPInstanceUID');
   }
-  return Buffer.concat([encodeFileMeta({ sopClassUID, sopInstanceUID }), encodeDataset(dataset)]);
+  const transferSyntaxUID = options.implicitVR ? TransferSyntax.ImplicitVRLittleEndian : TransferSyntax.ExplicitVRLittleEndian;
+  return Buffer.concat([encodeFileMeta({ sopClassUID, sopInstanceUID, transferSyntaxUID }), encodeDataset(dataset, options)]);
 }
 
 /** Writes a file so that readers see either nothing or the whole file: a temporary name, then rename. */
@@ -185,6 +203,6 @@ export function writeJsonAtomic(path: string, value: unknown): void {
   writeFileAtomic(path, Buffer.from(JSON.stringify(value, null, 2) + '\n'));
 }
 
-export function writeDicomFile(path: string, dataset: WriteDataset): void {
-  writeFileAtomic(path, encodePart10(dataset));
+export function writeDicomFile(path: string, dataset: WriteDataset, options: EncodeOptions = {}): void {
+  writeFileAtomic(path, encodePart10(dataset, options));
 }

@@ -5,7 +5,7 @@ import { writeJsonAtomic } from '../dicom/writer';
 import { isValidUid } from '../dicom/uids';
 
 /** The lifecycle of a study job; later stages add their own states after "received". */
-export type JobState = 'receiving' | 'received' | 'parsing' | 'parsed' | 'selected' | 'no-match' | 'inferring' | 'inferred' | 'writing' | 'seg-written' | 'no-findings' | 'sending' | 'done' | 'failed';
+export type JobState = 'receiving' | 'received' | 'parsing' | 'parsed' | 'selected' | 'no-match' | 'inferring' | 'inferred' | 'writing' | 'seg-written' | 'rtstruct-written' | 'no-findings' | 'sending' | 'done' | 'failed';
 
 export interface JobError {
   at: string;

@@ -1,0 +1,15 @@
+import { existsSync } from 'node:fs';
+import { readMetaImage } from '../volume/metaimage';
+import { readNifti } from '../volume/nifti';
+import type { Volume } from '../volume/types';
+import { RtStructInputError } from './structure-set';
+
+/** Reads a label volume: NIfTI (.nii, .nii.gz) or MetaImage (.mhd). Apart from job.ts, so the CLI loads no job code. */
+export function readMaskVolume(path: string): Volume {
+  if (!existsSync(path)) throw new RtStructInputError(`the mask ${path} does not exist`);
+  try {
+    return path.toLowerCase().endsWith('.mhd') ? readMetaImage(path) : readNifti(path);
+  } catch (err) {
+    throw new RtStructInputError(`cannot read the mask ${path}: ${(err as Error).message}`);
+  }
+}

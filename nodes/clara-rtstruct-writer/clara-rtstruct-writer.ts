@@ -1,0 +1,143 @@
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { generateUid } from '../../lib/dicom/uids';
+import { type JobRef, jobRefOf, recordJobError, setJobState, updateJob } from '../../lib/job';
+import { MAX_TOLERANCE_PX } from '../../lib/rtstruct/contours';
+import { type JobRtStructResult, writeJobStructureSets } from '../../lib/rtstruct/job';
+import { type RoiLabel, parseLabels } from '../../lib/rtstruct/labels';
+import { DEFAULT_SERIES_DESCRIPTION, DEFAULT_STRUCTURE_SET_LABEL } from '../../lib/rtstruct/structure-set';
+
+/** The editor's settings, as Node-RED stores them. */
+interface ClaraRtStructWriterDef extends NodeDef {
+  labels?: string;
+  styles?: string;
+  structureSetLabel?: string;
+  seriesDescription?: string;
+  uidRoot?: string;
+  tolerance?: number | string;
+}
+
+interface Settings {
+  labels: RoiLabel[];
+  structureSetLabel: string;
+  seriesDescription: string;
+  uidRoot?: string;
+  tolerance: number;
+}
+
+const TYPE = 'clara-rtstruct-writer';
+const STAGE = 'rtstruct';
+
+/** Checks every setting at deploy, so a bad one shows at once rather than on the first study. */
+function settingsOf(config: ClaraRtStructWriterDef): Settings {
+  const labels = parseLabels(config.labels ?? '', config.styles ?? '');
+  const structureSetLabel = (config.structureSetLabel ?? '').trim() || DEFAULT_STRUCTURE_SET_LABEL;
+  if (structureSetLabel.length > 16 || /[\\\x00-\x1f]/.test(structureSetLabel)) throw new Error(`the structure set label must be at most 16 characters, without backslash (SH): "${structureSetLabel}"`);
+  const seriesDescription = config.seriesDescription === undefined ? DEFAULT_SERIES_DESCRIPTION : config.seriesDescription.trim();
+  if (seriesDescription.length > 64 || /[\\\x00-\x1f]/.test(seriesDescription)) throw new Error('the series description must be at most 64 characters, without backslash');
+  const uidRoot = (config.uidRoot ?? '').trim() || undefined;
+  if (uidRoot) generateUid(uidRoot);
+  const raw = config.tolerance === undefined || config.tolerance === '' ? 0 : Number(config.tolerance);
+  if (!Number.isFinite(raw) || raw < 0 || raw > MAX_TOLERANCE_PX) throw new Error(`the point reduction tolerance must be from 0 to ${MAX_TOLERANCE_PX} pixel, not ${JSON.stringify(config.tolerance)}`);
+  return { labels, structureSetLabel, seriesDescription, uidRoot, tolerance: raw };
+}
+
+/** The model that made the masks, for ROI Generation Description: msg.inference.model and version. */
+function algorithmOf(inference: unknown): string | undefined {
+  const i = inference as { model?: unknown; version?: unknown } | undefined;
+  if (!i || typeof i.model !== 'string' || !i.model) return undefined;
+  return typeof i.version === 'string' && i.version ? `${i.model} version ${i.version}` : i.model;
+}
+
+/** The parser's folder: msg.parser.dir when clara-dicom-parser sent one (the default is the job's parser/). */
+function parserDirOf(msg: NodeMessageInFlow): string | undefined {
+  const parser = (msg as { parser?: { dir?: unknown } }).parser;
+  return parser && typeof parser.dir === 'string' && parser.dir ? parser.dir : undefined;
+}
+
+export = function register(RED: NodeAPI): void {
+  function ClaraRtStructWriterNode(this: Node, config: ClaraRtStructWriterDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    let settings: Settings | undefined;
+    let configError: string | undefined;
+    try {
+      settings = settingsOf(config);
+    } catch (err) {
+      configError = (err as Error).message;
+      node.error(`${TYPE}: ${configError}`);
+      node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
+    }
+
+    let closing = false;
+    let busy = false;
+    let waiting = 0;
+    let queue: Promise<void> = Promise.resolve();
+
+    async function writeOne(msg: NodeMessageInFlow, send: (msgs: Array<NodeMessageInFlow | null>) => void): Promise<void> {
+      const job: JobRef = jobRefOf(msg as { job?: unknown });
+      let result: JobRtStructResult;
+      try {
+        if (configError || !settings) throw new Error(configError ?? 'not configured');
+        if (closing) throw new Error('the node was closed or redeployed before the job was written');
+        const inference = (msg as { inference?: unknown }).inference;
+        setJobState(job.dir, 'writing', 'rtstruct-writing');
+        node.status({ fill: 'blue', shape: 'dot', text: 'contouring' });
+        // Let the status reach the editor before the (synchronous) contouring holds the event loop.
+        await new Promise((resolve) => setImmediate(resolve));
+        result = writeJobStructureSets(job.dir, { ...settings, inference, algorithm: algorithmOf(inference), parserDir: parserDirOf(msg) });
+      } catch (err) {
+        const message = (err as Error).message;
+        recordJobError(job.dir, STAGE, message, true);
+        throw new Error(`job ${job.id}: ${message}`);
+      }
+      const contours = result.files.reduce((n, f) => n + f.rois.reduce((m, r) => m + r.contours, 0), 0);
+      const found = result.files.length > 0;
+      updateJob(job.dir, (r) => {
+        r.state = found ? 'rtstruct-written' : 'no-findings';
+        r.timestamps[found ? 'rtstruct-written' : 'no-findings'] = new Date().toISOString();
+        r.counts.rtstructFiles = result.files.length;
+        r.counts.rtstructContours = contours;
+        r.counts.rtstructEmptySeries = result.empty.length;
+      });
+      (msg as NodeMessageInFlow & { rtstruct: JobRtStructResult }).rtstruct = result;
+      if (found) {
+        send([msg, null]);
+        const rois = result.files[0].rois.filter((r) => r.contours > 0).length;
+        node.status({ fill: 'green', shape: 'dot', text: `wrote ${result.files.length} RTSTRUCT (${rois} ROI(s), ${contours} contours) in ${result.seconds.toFixed(1)} s`.slice(0, 60) });
+      } else {
+        send([null, msg]);
+        node.status({ fill: 'green', shape: 'ring', text: `no findings (${result.empty.length} empty segmentation(s))` });
+      }
+    }
+
+    node.on('input', (msg: NodeMessageInFlow, send, done) => {
+      waiting++;
+      if (busy) node.status({ fill: 'blue', shape: 'ring', text: `${waiting - 1} job(s) queued` });
+      // One job at a time, in arrival order: each holds its masks in memory.
+      queue = queue.then(async () => {
+        waiting--;
+        busy = true;
+        try {
+          await writeOne(msg, send as (msgs: Array<NodeMessageInFlow | null>) => void);
+          done();
+        } catch (err) {
+          const message = (err as Error).message;
+          node.status({ fill: 'red', shape: 'ring', text: message.replace(/^job \S+: /, '').slice(0, 60) });
+          done(new Error(`${TYPE}: ${message}`));
+        } finally {
+          busy = false;
+        }
+      });
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      closing = true;
+      queue.finally(() => {
+        node.status({});
+        done();
+      });
+    });
+  }
+
+  RED.nodes.registerType(TYPE, ClaraRtStructWriterNode);
+};
