@@ -99,6 +99,16 @@ export function jobRefOf(message: { job?: unknown }): JobRef {
   return { id: String(job.id ?? ''), dir: job.dir, studyInstanceUID: String(job.studyInstanceUID ?? '') };
 }
 
+/**
+ * A path an earlier node put on the message (`msg.parser.dir`, `msg.selection.selectedImages`), when it is
+ * a non-empty string; undefined otherwise, so the reader falls back to the job folder's usual place.
+ */
+export function messagePath(message: object, property: string, key: string): string | undefined {
+  const holder = (message as Record<string, unknown>)[property];
+  const value = holder && typeof holder === 'object' ? (holder as Record<string, unknown>)[key] : undefined;
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
 export function readJob(jobDir: string): JobRecord {
   return JSON.parse(readFileSync(jobFilePath(jobDir), 'utf8')) as JobRecord;
 }

@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { generateUid } from '../../lib/dicom/uids';
-import { type JobRef, jobRefOf, recordJobError, setJobState, updateJob } from '../../lib/job';
+import { type JobRef, jobRefOf, messagePath, recordJobError, setJobState, updateJob } from '../../lib/job';
 import { MAX_TOLERANCE_PX } from '../../lib/rtstruct/contours';
 import { type JobRtStructResult, writeJobStructureSets } from '../../lib/rtstruct/job';
 import { type RoiLabel, parseLabels } from '../../lib/rtstruct/labels';
@@ -48,12 +48,6 @@ function algorithmOf(inference: unknown): string | undefined {
   return typeof i.version === 'string' && i.version ? `${i.model} version ${i.version}` : i.model;
 }
 
-/** The parser's folder: msg.parser.dir when clara-dicom-parser sent one (the default is the job's parser/). */
-function parserDirOf(msg: NodeMessageInFlow): string | undefined {
-  const parser = (msg as { parser?: { dir?: unknown } }).parser;
-  return parser && typeof parser.dir === 'string' && parser.dir ? parser.dir : undefined;
-}
-
 export = function register(RED: NodeAPI): void {
   function ClaraRtStructWriterNode(this: Node, config: ClaraRtStructWriterDef): void {
     RED.nodes.createNode(this, config);
@@ -84,7 +78,7 @@ export = function register(RED: NodeAPI): void {
         node.status({ fill: 'blue', shape: 'dot', text: 'contouring' });
         // Let the status reach the editor before the (synchronous) contouring holds the event loop.
         await new Promise((resolve) => setImmediate(resolve));
-        result = writeJobStructureSets(job.dir, { ...settings, inference, algorithm: algorithmOf(inference), parserDir: parserDirOf(msg) });
+        result = writeJobStructureSets(job.dir, { ...settings, inference, algorithm: algorithmOf(inference), parserDir: messagePath(msg, 'parser', 'dir') });
       } catch (err) {
         const message = (err as Error).message;
         recordJobError(job.dir, STAGE, message, true);

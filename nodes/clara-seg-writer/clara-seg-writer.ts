@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { type JobRef, jobRefOf, recordJobError, setJobState, updateJob } from '../../lib/job';
+import { type JobRef, jobRefOf, messagePath, recordJobError, setJobState, updateJob } from '../../lib/job';
 import { type InferenceInput, type JobSegmentationOptions, type JobSegmentationResult, type SegmentDefinition, checkSegmentationSettings, parseSegmentDefinitions, writeJobSegmentations } from '../../lib/seg';
 
 /** The editor's settings, as Node-RED stores them (text fields stay strings). */
@@ -63,11 +63,6 @@ function inferenceOf(msg: NodeMessageInFlow): InferenceInput | undefined {
   return inference && typeof inference === 'object' ? (inference as InferenceInput) : undefined;
 }
 
-function selectedImagesOf(msg: NodeMessageInFlow): string | undefined {
-  const selection = (msg as { selection?: { selectedImages?: unknown } }).selection;
-  return selection && typeof selection.selectedImages === 'string' && selection.selectedImages ? selection.selectedImages : undefined;
-}
-
 export = function register(RED: NodeAPI): void {
   function ClaraSegWriterNode(this: Node, config: ClaraSegWriterDef): void {
     RED.nodes.createNode(this, config);
@@ -93,7 +88,7 @@ export = function register(RED: NodeAPI): void {
         if (configError || !settings) throw new Error(configError ?? 'not configured');
         setJobState(job.dir, 'writing', 'seg-writing');
         node.status({ fill: 'blue', shape: 'dot', text: 'writing SEG' });
-        result = writeJobSegmentations(job.dir, { ...settings.options, segments: settings.segments, inference: inferenceOf(msg), selectedImages: selectedImagesOf(msg) });
+        result = writeJobSegmentations(job.dir, { ...settings.options, segments: settings.segments, inference: inferenceOf(msg), selectedImages: messagePath(msg, 'selection', 'selectedImages') });
       } catch (err) {
         const message = (err as Error).message;
         recordJobError(job.dir, STAGE, message, true);

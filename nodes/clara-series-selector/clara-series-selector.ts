@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { type JobRef, jobFilePath, jobRefOf, operatorDir, recordJobError, updateJob } from '../../lib/job';
+import { type JobRef, jobFilePath, jobRefOf, messagePath, operatorDir, recordJobError, updateJob } from '../../lib/job';
 import { type CompiledRules, type RuleProblem, RulesError, type RulesSource, compileRules, decodeRulesText, loadRules } from '../../lib/select/rules';
 import { readDicomMetadata, runSelection, type SelectionSummary, selectionSummaryOf } from '../../lib/select/run';
 import { selectSeries } from '../../lib/select/match';
@@ -53,8 +53,7 @@ function compileMessageRules(rules: unknown, defaults: { allMatched: boolean; so
 
 /** The parser's output folder: msg.parser.dir when the parser sent one, else the job's parser/ folder. */
 function parserDirOf(msg: NodeMessageInFlow, job: JobRef): string {
-  const parser = (msg as { parser?: { dir?: unknown } }).parser;
-  const dir = parser && typeof parser.dir === 'string' && parser.dir ? parser.dir : join(job.dir, PARSER_DIR);
+  const dir = messagePath(msg, 'parser', 'dir') ?? join(job.dir, PARSER_DIR);
   if (!existsSync(join(dir, DICOM_METADATA_FILE))) throw new Error(`no ${DICOM_METADATA_FILE} in ${dir}: run clara-dicom-parser on the job first`);
   return dir;
 }

@@ -3,7 +3,7 @@ import { type InferenceConfig, type InferenceFields, inferenceConfigFromFields }
 import { type JobInferenceResult, LABEL_FORMATS, type LabelFormat, inferJob } from '../../lib/infer/job';
 import { BUNDLED_MODEL_REPOSITORY, type InferenceServer, type ServerHealth, connectInferenceServer } from '../../lib/infer/server';
 import { SlidingWindowAbortedError } from '../../lib/infer/sliding-window';
-import { type JobRef, jobRefOf, recordJobError, setJobState, updateJob } from '../../lib/job';
+import { type JobRef, jobRefOf, messagePath, recordJobError, setJobState, updateJob } from '../../lib/job';
 import type { ClaraTritonServerNode } from '../clara-triton-server/server-node';
 
 /** The editor's settings, as Node-RED stores them. */
@@ -26,12 +26,6 @@ function summaryOf(result: JobInferenceResult): InferenceSummary {
       seriesInstanceUID, seriesDescription, segmentation, dims, labelCounts, windows, seconds, modelSeconds,
     })),
   };
-}
-
-/** The selector's selected-images.json: where msg.selection says, else the job's selector/ folder. */
-function selectedImagesOf(msg: NodeMessageInFlow): string | undefined {
-  const selection = (msg as { selection?: { selectedImages?: unknown } }).selection;
-  return selection && typeof selection.selectedImages === 'string' && selection.selectedImages ? selection.selectedImages : undefined;
 }
 
 function healthText(health: ServerHealth, model: string): { fill: 'green' | 'red' | 'yellow'; text: string } {
@@ -98,7 +92,7 @@ export = function register(RED: NodeAPI): void {
           server,
           config: inference,
           format,
-          selectedImages: selectedImagesOf(msg),
+          selectedImages: messagePath(msg, 'selection', 'selectedImages'),
           signal: abort.signal,
           onProgress: (p) => {
             const now = Date.now();
