@@ -22,6 +22,8 @@ try {
 const nodesDir = join(root, 'nodes');
 for (const type of readdirSync(nodesDir)) {
   const src = join(nodesDir, type);
+  // Files beside the node folders are shared runtime code (compiled by tsc), not nodes.
+  if (!statSync(src).isDirectory()) continue;
   const out = join(dist, 'nodes', type);
   mkdirSync(out, { recursive: true });
   cpSync(src, out, { recursive: true, filter: (p) => !p.endsWith('.ts') });

@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { generateUid } from '../../lib/dicom/uids';
 import { type JobRef, jobRefOf, messagePath, recordJobError, setJobState, updateJob } from '../../lib/job';
+import { type SendFunction, workJobsInOrder } from '../job-queue';
 import { MAX_TOLERANCE_PX } from '../../lib/rtstruct/contours';
 import { type JobRtStructResult, writeJobStructureSets } from '../../lib/rtstruct/job';
 import { type RoiLabel, parseLabels } from '../../lib/rtstruct/labels';
@@ -63,11 +64,8 @@ export = function register(RED: NodeAPI): void {
     }
 
     let closing = false;
-    let busy = false;
-    let waiting = 0;
-    let queue: Promise<void> = Promise.resolve();
 
-    async function writeOne(msg: NodeMessageInFlow, send: (msgs: Array<NodeMessageInFlow | null>) => void): Promise<void> {
+    async function writeOne(msg: NodeMessageInFlow, send: SendFunction): Promise<void> {
       const job: JobRef = jobRefOf(msg as { job?: unknown });
       let result: JobRtStructResult;
       try {
@@ -104,32 +102,12 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    node.on('input', (msg: NodeMessageInFlow, send, done) => {
-      waiting++;
-      if (busy) node.status({ fill: 'blue', shape: 'ring', text: `${waiting - 1} job(s) queued` });
-      // One job at a time, in arrival order: each holds its masks in memory.
-      queue = queue.then(async () => {
-        waiting--;
-        busy = true;
-        try {
-          await writeOne(msg, send as (msgs: Array<NodeMessageInFlow | null>) => void);
-          done();
-        } catch (err) {
-          const message = (err as Error).message;
-          node.status({ fill: 'red', shape: 'ring', text: message.replace(/^job \S+: /, '').slice(0, 60) });
-          done(new Error(`${TYPE}: ${message}`));
-        } finally {
-          busy = false;
-        }
-      });
-    });
-
-    node.on('close', (_removed: boolean, done: () => void) => {
-      closing = true;
-      queue.finally(() => {
-        node.status({});
-        done();
-      });
+    workJobsInOrder(node, {
+      type: TYPE,
+      work: writeOne,
+      stopping: () => {
+        closing = true;
+      },
     });
   }
 

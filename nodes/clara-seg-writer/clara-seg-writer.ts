@@ -1,5 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { type JobRef, jobRefOf, messagePath, recordJobError, setJobState, updateJob } from '../../lib/job';
+import { type SendFunction, workJobsInOrder } from '../job-queue';
 import { type InferenceInput, type JobSegmentationOptions, type JobSegmentationResult, type SegmentDefinition, checkSegmentationSettings, parseSegmentDefinitions, writeJobSegmentations } from '../../lib/seg';
 
 /** The editor's settings, as Node-RED stores them (text fields stay strings). */
@@ -77,11 +78,8 @@ export = function register(RED: NodeAPI): void {
       node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
     }
 
-    let busy = false;
-    let waiting = 0;
-    let queue: Promise<void> = Promise.resolve();
 
-    function writeOne(msg: NodeMessageInFlow, send: (msgs: Array<NodeMessageInFlow | null>) => void): void {
+    function writeOne(msg: NodeMessageInFlow, send: SendFunction): void {
       const job: JobRef = jobRefOf(msg as { job?: unknown });
       let result: JobSegmentationResult;
       try {
@@ -121,32 +119,7 @@ export = function register(RED: NodeAPI): void {
       );
     }
 
-    node.on('input', (msg: NodeMessageInFlow, send, done) => {
-      waiting++;
-      if (busy) node.status({ fill: 'blue', shape: 'ring', text: `${waiting - 1} job(s) queued` });
-      // One job at a time, in arrival order: each holds its label volume and its SEG in memory.
-      queue = queue.then(async () => {
-        waiting--;
-        busy = true;
-        try {
-          writeOne(msg, send as (msgs: Array<NodeMessageInFlow | null>) => void);
-          done();
-        } catch (err) {
-          const message = (err as Error).message;
-          node.status({ fill: 'red', shape: 'ring', text: message.replace(/^job \S+: /, '').slice(0, 60) });
-          done(new Error(`${TYPE}: ${message}`));
-        } finally {
-          busy = false;
-        }
-      });
-    });
-
-    node.on('close', (_removed: boolean, done: () => void) => {
-      queue.finally(() => {
-        node.status({});
-        done();
-      });
-    });
+    workJobsInOrder(node, { type: TYPE, work: writeOne });
   }
 
   RED.nodes.registerType(TYPE, ClaraSegWriterNode);

@@ -5,6 +5,7 @@ import { BUNDLED_MODEL_REPOSITORY, type InferenceServer, type ServerHealth, conn
 import { SlidingWindowAbortedError } from '../../lib/infer/sliding-window';
 import { type JobRef, jobRefOf, messagePath, recordJobError, setJobState, updateJob } from '../../lib/job';
 import type { ClaraTritonServerNode } from '../clara-triton-server/server-node';
+import { type SendFunction, workJobsInOrder } from '../job-queue';
 
 /** The editor's settings, as Node-RED stores them. */
 type ClaraTritonInferDef = NodeDef & InferenceFields & { server?: string; format?: string };
@@ -64,22 +65,21 @@ export = function register(RED: NodeAPI): void {
     }
 
     const abort = new AbortController();
-    let busy = false;
-    let queue: Promise<void> = Promise.resolve();
-    let waiting = 0;
+    // Set once the handlers are in place, below; health is shown only while no job runs.
+    let jobs: { busy(): boolean } | undefined;
 
     /** ServerLive, ServerReady and ModelReady in the status, while no job is running. */
     async function showHealth(): Promise<void> {
       if (!server || !inference) return;
       const health = await server.health(inference.model, inference.version || undefined);
-      if (busy || abort.signal.aborted) return;
+      if (jobs?.busy() || abort.signal.aborted) return;
       const { fill, text } = healthText(health, inference.model);
       node.status({ fill, shape: 'ring', text: text.slice(0, 60) });
       if (fill !== 'green') node.warn(`${TYPE}: ${server.description}: ${text}`);
     }
     if (server) void showHealth();
 
-    async function inferOne(msg: NodeMessageInFlow, send: (msg: NodeMessageInFlow) => void): Promise<void> {
+    async function inferOne(msg: NodeMessageInFlow, send: SendFunction): Promise<void> {
       const job: JobRef = jobRefOf(msg as { job?: unknown });
       let result: JobInferenceResult;
       try {
@@ -125,35 +125,11 @@ export = function register(RED: NodeAPI): void {
       );
     }
 
-    node.on('input', (msg: NodeMessageInFlow, send, done) => {
-      waiting++;
-      if (busy) node.status({ fill: 'blue', shape: 'ring', text: `${waiting - 1} job(s) queued` });
-      // Jobs run one at a time: each holds its volumes and the model's threads use every core anyway.
-      queue = queue.then(async () => {
-        waiting--;
-        busy = true;
-        try {
-          await inferOne(msg, send);
-          done();
-        } catch (err) {
-          const message = (err as Error).message;
-          // The status has room for the reason only; the log and the catch node get the job id too.
-          node.status({ fill: 'red', shape: 'ring', text: message.replace(/^job \S+: /, '').slice(0, 60) });
-          done(new Error(`${TYPE}: ${message}`));
-        } finally {
-          busy = false;
-        }
-      });
-    });
-
-    node.on('close', (_removed: boolean, done: () => void) => {
-      abort.abort();
-      queue
-        .then(() => ownServer?.close())
-        .finally(() => {
-          node.status({});
-          done();
-        });
+    jobs = workJobsInOrder(node, {
+      type: TYPE,
+      work: inferOne,
+      stopping: () => abort.abort(),
+      stopped: () => ownServer?.close(),
     });
   }
 

@@ -1,0 +1,56 @@
+import type { Node, NodeMessageInFlow } from 'node-red';
+
+export type SendFunction = (msg: NodeMessageInFlow | Array<NodeMessageInFlow | null>) => void;
+
+export interface JobQueueOptions {
+  /** The node type, which prefixes every error so a catch node and the log say who failed. */
+  type: string;
+  /** Handles one message; a thrown error's message is the reason shown ("job <id>: <reason>"). */
+  work: (msg: NodeMessageInFlow, send: SendFunction) => Promise<void> | void;
+  /** At close, before waiting for the job in hand: stop it (abort a signal, set a flag). */
+  stopping?: () => void;
+  /** At close, once the queue is empty: release what the node holds. */
+  stopped?: () => Promise<void> | void;
+}
+
+/**
+ * The job nodes' input and close handling, in one place: messages are worked one at a time in arrival
+ * order (each job holds volumes in memory, and the work keeps the cores busy anyway), the status says how
+ * many wait, a failure goes to done(err) (so a catch node gets the msg) with the reason in a red status,
+ * and close waits for the job in hand. Returns whether a job is running, for nodes that show other status
+ * (server health) only when idle.
+ */
+export function workJobsInOrder(node: Node, options: JobQueueOptions): { busy(): boolean } {
+  let busy = false;
+  let waiting = 0;
+  let queue: Promise<void> = Promise.resolve();
+  node.on('input', (msg: NodeMessageInFlow, send: SendFunction, done: (err?: Error) => void) => {
+    waiting++;
+    if (busy) node.status({ fill: 'blue', shape: 'ring', text: `${waiting - 1} job(s) queued` });
+    queue = queue.then(async () => {
+      waiting--;
+      busy = true;
+      try {
+        await options.work(msg, send);
+        done();
+      } catch (err) {
+        const message = (err as Error).message;
+        // The status has room for the reason only; the log and the catch node get the job id too.
+        node.status({ fill: 'red', shape: 'ring', text: message.replace(/^job \S+: /, '').slice(0, 60) });
+        done(new Error(`${options.type}: ${message}`));
+      } finally {
+        busy = false;
+      }
+    });
+  });
+  node.on('close', (_removed: boolean, done: () => void) => {
+    options.stopping?.();
+    queue
+      .then(() => options.stopped?.())
+      .finally(() => {
+        node.status({});
+        done();
+      });
+  });
+  return { busy: () => busy };
+}
