@@ -117,7 +117,7 @@ describe('headless Node-RED: dicom-in → parser → series selector, admin API 
     const get = (path: string) => fetch(`${red.url}${path}`, { headers: { authorization: `Bearer ${admin}`, accept: 'application/json' } });
     const sets = (await (await get('/nodes')).json()) as Array<{ id: string; module: string; types: string[] }>;
     const ours = sets.filter((s) => s.module === 'node-red-contrib-clara-dicom').map((s) => s.types).flat().sort();
-    assert.deepEqual(ours, ['clara-dicom-destination', 'clara-dicom-in', 'clara-dicom-parser', 'clara-operator', 'clara-rtstruct-writer', 'clara-scu-out', 'clara-seg-writer', 'clara-series-selector', 'clara-triton-infer', 'clara-triton-server']);
+    assert.deepEqual(ours, ['clara-dicom-destination', 'clara-dicom-in', 'clara-dicom-parser', 'clara-operator', 'clara-render-register', 'clara-rtstruct-writer', 'clara-scu-out', 'clara-seg-writer', 'clara-series-selector', 'clara-triton-infer', 'clara-triton-server']);
     const catalog = (await (await get('/locales/node-red-contrib-clara-dicom/clara-series-selector?lng=en-US')).json()) as { 'clara-series-selector'?: { label?: { rulesType?: string } } };
     assert.equal(catalog['clara-series-selector']?.label?.rulesType, 'Rules from');
     const editor = await (await fetch(`${red.url}/nodes`, { headers: { authorization: `Bearer ${admin}`, accept: 'text/html' } })).text();
