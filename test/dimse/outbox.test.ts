@@ -345,7 +345,8 @@ function jobDir(root: string, name = 'job1'): string {
   });
 });
 
-(hasOrthanc() ? describe : describe.skip)('lib/dimse/outbox into Orthanc', function () {
+describe('lib/dimse/outbox into Orthanc', function () {
+  before(() => assert.ok(hasOrthanc(), 'Orthanc (Debian) is needed: .ci/run installs it'));
   this.timeout(120000);
   it('a SEG-class and an MR instance sent land in Orthanc, in their study', async () => {
     const orthanc = await startOrthanc({ callingAETs: ['ClaraSCU'] });
@@ -365,6 +366,35 @@ function jobDir(root: string, name = 'job1'): string {
       assert.equal(studies.length, 1);
       assert.equal(studies[0].MainDicomTags.StudyInstanceUID, study);
       assert.equal(studies[0].Series.length, 2);
+      await outbox.close();
+    } finally {
+      await orthanc.stop();
+      scratch.cleanup();
+    }
+  });
+
+  it('Orthanc stopped mid-send: the task stays pending with the error, and once Orthanc is back every instance is stored, each once', async () => {
+    const orthanc = await startOrthanc({ callingAETs: ['ClaraSCU'] });
+    const scratch = scratchDir('outbox-orthanc-restart');
+    try {
+      const job = jobDir(scratch.dir);
+      const mr = writeMrSeries(join(job, 'dicom'), 300);
+      const outbox = new Outbox({ backoffMs: 300, maxBackoffMs: 1000, maxAttempts: 60 });
+      const task = outbox.enqueue({ jobDir: job, files: mr.files, destination: address(orthanc.dicomPort, { calledAE: orthanc.aet }) });
+      await nextEvent(outbox, 'progress', 60000, (p: { delivered: number }) => p.delivered >= 20);
+      await orthanc.halt();
+      await nextEvent<OutboxTask>(outbox, 'update', 20000, (t) => t.id === task.id && t.state === 'pending' && t.attempts >= 2);
+      const onDisk = loadTask(join(job, 'outbox', `${task.id}.json`));
+      assert.equal(onDisk.state, 'pending');
+      assert.match(onDisk.lastError ?? '', /connection refused|reset|closed|abort/);
+      const deliveredBefore = onDisk.instances.filter((i) => i.state === 'succeeded').length;
+      assert.ok(deliveredBefore >= 20 && deliveredBefore < 300, `${deliveredBefore} delivered before Orthanc stopped`);
+      await orthanc.restart();
+      const done = await settledTask(outbox, task.id, 120000);
+      assert.equal(done.state, 'succeeded', done.lastError);
+      assert.equal(done.instances.filter((i) => i.state === 'succeeded').length, 300);
+      const instances = await orthanc.rest<string[]>('/instances');
+      assert.equal(instances.length, 300, 'every instance is in Orthanc, each once, across the restart');
       await outbox.close();
     } finally {
       await orthanc.stop();

@@ -24,7 +24,12 @@ export interface OrthancInstance {
   callingAETs: string[];
   /** GET on the REST API, parsed as JSON; throws with the status and body on anything but 200. */
   rest<T>(path: string): Promise<T>;
+  /** Stops it for good and removes its storage. */
   stop(): Promise<void>;
+  /** Stops it (SIGTERM), keeping its ports and storage, as a PACS going down. */
+  halt(): Promise<void>;
+  /** Starts it again on the same ports and storage. */
+  restart(): Promise<void>;
 }
 
 export interface OrthancOptions {
@@ -109,36 +114,9 @@ export async function startOrthanc(options: OrthancOptions = {}): Promise<Orthan
         2,
       ),
     );
-    // Orthanc logs to a file, not a pipe: a test that blocks the event loop (spawnSync of storescu) must
-    // not leave Orthanc stuck writing to a full pipe in the middle of an association.
-    const logFile = join(scratch.dir, `orthanc-${attempt}.log`);
-    const logFd = openSync(logFile, 'w');
-    const child = spawn(binary, [config], { stdio: ['ignore', logFd, logFd], cwd: scratch.dir });
-    closeSync(logFd);
-    // mocha --exit ends the process without after() hooks finishing: never leave an Orthanc behind.
-    const reap = () => !exited(child) && child.kill('SIGKILL');
-    process.once('exit', reap);
-    child.once('exit', () => process.removeListener('exit', reap));
-    const log = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(-3000) : '');
-    const kill = (): Promise<void> =>
-      new Promise((resolve) => {
-        if (exited(child)) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-        // Orthanc flushes its index on SIGTERM; a hung one is killed after a while.
-        setTimeout(() => !exited(child) && child.kill('SIGKILL'), 10000).unref();
-      });
-    const deadline = Date.now() + (options.startTimeoutMs ?? 30000);
-    let up = false;
-    while (!exited(child) && Date.now() < deadline) {
-      try {
-        up = (await httpGet(httpPort, '/system', 2000)).status === 200;
-        if (up) break;
-      } catch {
-        // not listening yet
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const launched = await launch(binary, config, join(scratch.dir, `orthanc-${attempt}.log`), scratch.dir, httpPort, options.startTimeoutMs ?? 30000);
+    let { kill } = launched;
+    const { up, child, log } = launched;
     // Orthanc opens its DICOM port before its REST API and exits if either is taken, so up means both.
     if (up && !exited(child)) {
       const rest = async <T>(path: string): Promise<T> => {
@@ -150,7 +128,16 @@ export async function startOrthanc(options: OrthancOptions = {}): Promise<Orthan
         await kill();
         scratch.cleanup();
       };
-      return { dicomPort, httpPort, aet, callingAETs, rest, stop };
+      let restarts = 0;
+      // The same ports, storage and index: a PACS that went down and came back, holding what it had stored.
+      const restart = async (): Promise<void> => {
+        await kill();
+        const again = await launch(binary, config, join(scratch.dir, `orthanc-restart-${++restarts}.log`), scratch.dir, httpPort, options.startTimeoutMs ?? 30000);
+        kill = again.kill;
+        if (!again.up) throw new Error(`Orthanc did not come back on ports http ${httpPort} dicom ${dicomPort}: ${again.log()}`);
+      };
+      const halt = () => kill();
+      return { dicomPort, httpPort, aet, callingAETs, rest, stop, halt, restart };
     }
     await kill();
     if (attempt >= 3) {
@@ -160,4 +147,38 @@ export async function startOrthanc(options: OrthancOptions = {}): Promise<Orthan
     }
     mkdirSync(storage, { recursive: true });
   }
+}
+
+/** Starts Orthanc on a written configuration and waits for its REST API; `up` says whether it answered. */
+async function launch(binary: string, config: string, logFile: string, cwd: string, httpPort: number, startTimeoutMs: number): Promise<{ child: ChildProcess; up: boolean; kill(): Promise<void>; log(): string }> {
+  // Orthanc logs to a file, not a pipe: a test that blocks the event loop (spawnSync of storescu) must
+  // not leave Orthanc stuck writing to a full pipe in the middle of an association.
+  const logFd = openSync(logFile, 'w');
+  const child = spawn(binary, [config], { stdio: ['ignore', logFd, logFd], cwd });
+  closeSync(logFd);
+  // mocha --exit ends the process without after() hooks finishing: never leave an Orthanc behind.
+  const reap = () => !exited(child) && child.kill('SIGKILL');
+  process.once('exit', reap);
+  child.once('exit', () => process.removeListener('exit', reap));
+  const log = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(-3000) : '');
+  const kill = (): Promise<void> =>
+    new Promise((resolve) => {
+      if (exited(child)) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+      // Orthanc flushes its index on SIGTERM; a hung one is killed after a while.
+      setTimeout(() => !exited(child) && child.kill('SIGKILL'), 10000).unref();
+    });
+  const deadline = Date.now() + startTimeoutMs;
+  let up = false;
+  while (!exited(child) && Date.now() < deadline) {
+    try {
+      up = (await httpGet(httpPort, '/system', 2000)).status === 200;
+      if (up) break;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { child, up: up && !exited(child), kill, log };
 }
