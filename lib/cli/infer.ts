@@ -5,8 +5,7 @@ import { InferenceError } from '../infer/kserve/types';
 import { ModelRepositoryError } from '../infer/model-repository';
 import { BUNDLED_MODEL_REPOSITORY, type ModelHandle, type ServerSettings, connectInferenceServer, serverSettingsFromUrl } from '../infer/server';
 import { ModelContractError, checkModelContract, segmentVolume } from '../infer/segment';
-import { readMetaImage, writeMetaImage } from '../volume/metaimage';
-import { readNifti, writeNifti } from '../volume/nifti';
+import { readVolumeFile, writeVolumeFile } from '../volume/file';
 import type { Volume } from '../volume/types';
 import { InputError, UsageError, intOption, parseArgs, rejectUnknownOptions } from './args';
 
@@ -22,7 +21,7 @@ const OPTIONS = ['model-repo', 'server', 'threads', 'deadline', 'crop', ...Objec
 function readVolume(path: string): Volume {
   if (!existsSync(path)) throw new InputError(`${path} does not exist`);
   try {
-    return path.endsWith('.mhd') ? readMetaImage(path) : readNifti(path);
+    return readVolumeFile(path);
   } catch (err) {
     throw new InputError(`cannot read ${path}: ${(err as Error).message}`);
   }
@@ -97,8 +96,7 @@ export async function run(argv: string[]): Promise<number> {
       if (err instanceof InferenceError) throw new InputError(err.message);
       throw new InputError(`inference failed: ${(err as Error).message}`);
     }
-    if (outputPath.endsWith('.mhd')) await writeMetaImage(outputPath, result.labels);
-    else writeNifti(outputPath, result.labels);
+    await writeVolumeFile(outputPath, result.labels);
     const counts = Object.entries(result.labelCounts).map(([label, n]) => `label ${label}: ${n} voxels`).join(', ') || 'no voxel labelled';
     process.stdout.write(
       `${outputPath}  ${result.labels.dims.join('×')}  ${counts}\n` +

@@ -1,8 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { SegmentationInputError, parseSegmentDefinitions, writeSegmentation } from '../seg';
-import { readMetaImage } from '../volume/metaimage';
-import { readNifti } from '../volume/nifti';
+import { readVolumeFile } from '../volume/file';
 import { SourceSeriesError, readSourceSeries } from '../volume/source';
 import type { Volume } from '../volume/types';
 import { InputError, UsageError, intOption, parseArgs, rejectUnknownOptions } from './args';
@@ -19,7 +18,7 @@ export const SUMMARY = 'write a DICOM Segmentation (SEG) of a label volume on it
 function readVolume(path: string): Volume {
   if (!existsSync(path)) throw new InputError(`${path} does not exist`);
   try {
-    return path.endsWith('.mhd') ? readMetaImage(path) : readNifti(path);
+    return readVolumeFile(path);
   } catch (err) {
     throw new InputError(`cannot read ${path}: ${(err as Error).message}`);
   }

@@ -9,8 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { writeJsonAtomic } from '../dicom/writer';
 import { insideDir, operatorDir } from '../job';
 import { SELECTED_IMAGES_FILE, type SelectedImage, type SelectedImagesFile, readDicomMetadata } from '../select/run';
-import { readMetaImage, writeMetaImage } from '../volume/metaimage';
-import { readNifti, writeNifti } from '../volume/nifti';
+import { readVolumeFile, writeVolumeFile } from '../volume/file';
 import type { Volume } from '../volume/types';
 import { type InferenceConfig, resolveSpec } from './config';
 import type { InferenceServer } from './server';
@@ -113,7 +112,7 @@ function plan(selected: SelectedImagesFile, file: string, channels: string[]): S
 
 function readVolume(path: string): Volume {
   try {
-    return path.endsWith('.mhd') ? readMetaImage(path) : readNifti(path);
+    return readVolumeFile(path);
   } catch (err) {
     throw new InferenceInputError(`cannot read the volume ${path}: ${(err as Error).message}`);
   }
@@ -181,11 +180,6 @@ async function alignChannels(
   return { volumes: aligned, registrations };
 }
 
-async function writeLabels(path: string, volume: Volume): Promise<void> {
-  if (path.endsWith('.mhd')) await writeMetaImage(path, volume);
-  else writeNifti(path, volume);
-}
-
 /** Segments a job's selected series; see the module comment for what it writes. */
 export async function inferJob(jobDir: string, options: JobInferenceOptions): Promise<JobInferenceResult> {
   const started = process.hrtime.bigint();
@@ -213,11 +207,11 @@ export async function inferJob(jobDir: string, options: JobInferenceOptions): Pr
     // The Series Instance UID names files only after lib/job's check that it stays inside the folder.
     const name = reference.SeriesInstanceUID;
     const segmentation = insideDir(outDir, `${name}${extension}`);
-    await writeLabels(segmentation, result.labels);
+    await writeVolumeFile(segmentation, result.labels);
     const publishedImage = `${name}${extension}`;
     const publishedMask = `${name}.output${extension}`;
-    await writeLabels(insideDir(publishDir, publishedImage), volumes[0]);
-    await writeLabels(insideDir(publishDir, publishedMask), result.labels);
+    await writeVolumeFile(insideDir(publishDir, publishedImage), volumes[0]);
+    await writeVolumeFile(insideDir(publishDir, publishedMask), result.labels);
     series.push({
       seriesInstanceUID: name,
       seriesDescription: reference.SeriesDescription,

@@ -5,9 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { insideDir } from '../job';
-import { readMetaImage } from '../volume/metaimage';
-import { readNifti } from '../volume/nifti';
-import type { Volume } from '../volume/types';
+import { readVolumeFile } from '../volume/file';
 import { type SnapshotOptions, type SnapshotResult, writeSnapshots } from './snapshot';
 
 export const CONFIG_META = 'config.meta';
@@ -44,11 +42,6 @@ export function publishedFiles(publishDir: string, meta: PublishMeta = readPubli
     }
   }
   return out;
-}
-
-/** Reads a NIfTI (.nii, .nii.gz) or MetaImage (.mhd) volume. */
-export function readVolumeFile(path: string): Volume {
-  return path.endsWith('.mhd') ? readMetaImage(path) : readNifti(path);
 }
 
 /** Snapshots of a publish folder's density volume with its first mask, into `outDir`. */

@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readMetaImage } from '../volume/metaimage';
-import { readNifti } from '../volume/nifti';
+import { readVolumeFile } from '../volume/file';
 import type { Volume } from '../volume/types';
 import { RtStructInputError } from './structure-set';
 
@@ -8,7 +7,7 @@ import { RtStructInputError } from './structure-set';
 export function readMaskVolume(path: string): Volume {
   if (!existsSync(path)) throw new RtStructInputError(`the mask ${path} does not exist`);
   try {
-    return path.toLowerCase().endsWith('.mhd') ? readMetaImage(path) : readNifti(path);
+    return readVolumeFile(path);
   } catch (err) {
     throw new RtStructInputError(`cannot read the mask ${path}: ${(err as Error).message}`);
   }

@@ -12,8 +12,7 @@ import { encodePart10, writeFileAtomic } from '../dicom/writer';
 import { INFERENCE_REPORT_FILE, SEGMENTATION_DIR } from '../infer/job';
 import { insideDir, operatorDir } from '../job';
 import { SELECTED_IMAGES_FILE, type SelectedImagesFile, readDicomMetadata } from '../select/run';
-import { readMetaImage } from '../volume/metaimage';
-import { readNifti } from '../volume/nifti';
+import { readVolumeFile } from '../volume/file';
 import { readJobSourceSeries } from '../volume/source';
 import type { Volume } from '../volume/types';
 import { type BuiltSegmentation, type SegmentDefinition, type SegmentSummary, type SegmentationOptions, SegmentationInputError, buildSegmentation } from './segmentation';
@@ -63,7 +62,7 @@ interface Planned {
 function readVolume(path: string): Volume {
   if (!existsSync(path)) throw new SegmentationInputError(`the segmentation ${path} does not exist`);
   try {
-    return path.endsWith('.mhd') ? readMetaImage(path) : readNifti(path);
+    return readVolumeFile(path);
   } catch (err) {
     throw new SegmentationInputError(`cannot read the segmentation ${path}: ${(err as Error).message}`);
   }
