@@ -19,7 +19,8 @@ function send(args: string[]) {
   return runProcess(process.execPath, ['-e', script, '--', ...args]);
 }
 
-(hasTool('storescp') ? describe : describe.skip)('clara-dicom send', function () {
+describe('clara-dicom send', function () {
+  before(() => assert.ok(hasTool('storescp'), 'dcmtk (Debian) is needed: .ci/run installs it'));
   this.timeout(60000);
   let scratch: ReturnType<typeof scratchDir>;
   beforeEach(() => {

@@ -28,7 +28,8 @@ function jobDir(root: string, name = 'job1'): string {
   return dir;
 }
 
-(hasTool('storescp') ? describe : describe.skip)('lib/dimse/outbox (dcmtk storescp peers on 127.0.0.1)', function () {
+describe('lib/dimse/outbox (dcmtk storescp peers on 127.0.0.1)', function () {
+  before(() => assert.ok(hasTool('storescp'), 'dcmtk (Debian) is needed: .ci/run installs it'));
   this.timeout(120000);
   let scratch: ReturnType<typeof scratchDir>;
   beforeEach(() => {

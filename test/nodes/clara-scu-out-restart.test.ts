@@ -83,7 +83,8 @@ async function waitForTask(jobDir: string, check: (t: OutboxTask) => boolean, ti
   }
 }
 
-(hasTool('storescp') ? describe : describe.skip)('clara-scu-out in a Node-RED process that is killed and started again', function () {
+describe('clara-scu-out in a Node-RED process that is killed and started again', function () {
+  before(() => assert.ok(hasTool('storescp'), 'dcmtk (Debian) is needed: .ci/run installs it'));
   this.timeout(180000);
   let scratch: ReturnType<typeof scratchDir>;
   let red: Red | undefined;

@@ -102,7 +102,7 @@ describe('clara-render-register viewer in chromium (red.js headless, httpNodeAut
   let job: JobRef;
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) this.skip();
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} (Debian chromium) is needed: .ci/run installs it`);
     const selected = await selectedPhantomJob(store, join(scratch.dir, 'phantom'), { size: 96, slices: 60, seed: 4 });
     job = selected.job;
     await runDemoInference(job.dir);
