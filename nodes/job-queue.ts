@@ -54,3 +54,18 @@ export function workJobsInOrder(node: Node, options: JobQueueOptions): { busy():
   });
   return { busy: () => busy };
 }
+
+/**
+ * A node's settings, checked when the flow is deployed rather than on the first study: the settings, or
+ * the reason they are refused, which goes to the log and a red status. The node then fails every msg with it.
+ */
+export function settingsAtDeploy<T>(node: Node, type: string, read: () => T): { settings?: T; configError?: string } {
+  try {
+    return { settings: read() };
+  } catch (err) {
+    const configError = (err as Error).message;
+    node.error(`${type}: ${configError}`);
+    node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
+    return { configError };
+  }
+}

@@ -10,6 +10,7 @@ import { writeJsonAtomic } from '../dicom/writer';
 import { insideDir, operatorDir } from '../job';
 import { SELECTED_IMAGES_FILE, type SelectedImage, type SelectedImagesFile, readDicomMetadata } from '../select/run';
 import { readVolumeFile, writeVolumeFile } from '../volume/file';
+import { spacingOf } from '../volume/geometry';
 import type { Volume } from '../volume/types';
 import { type InferenceConfig, resolveSpec } from './config';
 import type { InferenceServer } from './server';
@@ -221,7 +222,7 @@ export async function inferJob(jobDir: string, options: JobInferenceOptions): Pr
       dims: result.labels.dims,
       labelCounts: result.labelCounts,
       windows: result.windows,
-      modelGrid: { dims: result.modelGrid.dims, spacing: [0, 1, 2].map((c) => Math.hypot(result.modelGrid.affine[0][c], result.modelGrid.affine[1][c], result.modelGrid.affine[2][c])) },
+      modelGrid: { dims: result.modelGrid.dims, spacing: spacingOf(result.modelGrid.affine) },
       seconds: result.seconds,
       modelSeconds: result.modelSeconds,
     });

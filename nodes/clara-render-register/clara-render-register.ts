@@ -4,7 +4,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { type JobRef, defaultWorkRoot, insideDir, jobRefOf, messagePath, recordJobError, updateJob } from '../../lib/job';
 import { publishedFiles, readPublishMeta, renderPublished } from '../../lib/render/publish';
 import { PUBLISH_DIR, RENDER_DIR } from '../../lib/render/registry';
-import { type SendFunction, workJobsInOrder } from '../job-queue';
+import { type SendFunction, settingsAtDeploy, workJobsInOrder } from '../job-queue';
 import { type HttpApp, VIEWER_PATH, registerViewer } from '../render-viewer';
 
 type Mode = 'viewer' | 'render-server';
@@ -91,15 +91,7 @@ export = function register(RED: NodeAPI): void {
   function ClaraRenderRegisterNode(this: Node, config: ClaraRenderRegisterDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    let settings: Settings | undefined;
-    let configError: string | undefined;
-    try {
-      settings = settingsOf(config, userDir());
-    } catch (err) {
-      configError = (err as Error).message;
-      node.error(`${TYPE}: ${configError}`);
-      node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
-    }
+    const { settings, configError } = settingsAtDeploy(node, TYPE, () => settingsOf(config, userDir()));
     // The default work root is listed even before a first job, so the list page answers from the start.
     if (settings?.mode === 'viewer') registerViewer(httpNode, settings.workRoot ?? defaultWorkRoot(userDir()), (m) => node.warn(m));
 

@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { generateUid } from '../../lib/dicom/uids';
 import { type JobRef, jobRefOf, messagePath, recordJobError, setJobState, updateJob } from '../../lib/job';
-import { type SendFunction, workJobsInOrder } from '../job-queue';
+import { type SendFunction, settingsAtDeploy, workJobsInOrder } from '../job-queue';
 import { MAX_TOLERANCE_PX } from '../../lib/rtstruct/contours';
 import { type JobRtStructResult, writeJobStructureSets } from '../../lib/rtstruct/job';
 import { type RoiLabel, parseLabels } from '../../lib/rtstruct/labels';
@@ -53,15 +53,7 @@ export = function register(RED: NodeAPI): void {
   function ClaraRtStructWriterNode(this: Node, config: ClaraRtStructWriterDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    let settings: Settings | undefined;
-    let configError: string | undefined;
-    try {
-      settings = settingsOf(config);
-    } catch (err) {
-      configError = (err as Error).message;
-      node.error(`${TYPE}: ${configError}`);
-      node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
-    }
+    const { settings, configError } = settingsAtDeploy(node, TYPE, () => settingsOf(config));
 
     let closing = false;
 

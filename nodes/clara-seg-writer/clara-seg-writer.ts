@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { type JobRef, jobRefOf, messagePath, recordJobError, setJobState, updateJob } from '../../lib/job';
-import { type SendFunction, workJobsInOrder } from '../job-queue';
+import { type SendFunction, settingsAtDeploy, workJobsInOrder } from '../job-queue';
 import { type InferenceInput, type JobSegmentationOptions, type JobSegmentationResult, type SegmentDefinition, checkSegmentationSettings, parseSegmentDefinitions, writeJobSegmentations } from '../../lib/seg';
 
 /** The editor's settings, as Node-RED stores them (text fields stay strings). */
@@ -68,15 +68,7 @@ export = function register(RED: NodeAPI): void {
   function ClaraSegWriterNode(this: Node, config: ClaraSegWriterDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    let settings: Settings | undefined;
-    let configError: string | undefined;
-    try {
-      settings = settingsOf(config);
-    } catch (err) {
-      configError = (err as Error).message;
-      node.error(`${TYPE}: ${configError}`);
-      node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
-    }
+    const { settings, configError } = settingsAtDeploy(node, TYPE, () => settingsOf(config));
 
 
     function writeOne(msg: NodeMessageInFlow, send: SendFunction): void {
