@@ -1,15 +1,17 @@
 /**
  * The importer's command line: `clara-dicom import` (Clara pipeline YAML → Node-RED flow JSON),
- * `clara-dicom export` (flow JSON → pipeline YAML) and `clara-dicom deploy` (either, onto a running
- * Node-RED through its Admin API). Same converter as the editor's import dialog.
+ * `clara-dicom export` (flow JSON → pipeline YAML), `clara-dicom deploy` (either, onto a running
+ * Node-RED through its Admin API) and `clara-dicom run` (either, as a batch job in a Node-RED runtime
+ * started for it). Same converter as the editor's import dialog.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { InputError, type ParsedArgs, UsageError, intOption, parseArgs, rejectUnknownOptions } from '../lib/cli/args';
+import { InputError, type ParsedArgs, UsageError, intOption, parseArgs, rejectUnknownOptions, stringOption } from '../lib/cli/args';
 import { DeployError, deployFlow } from './deploy';
 import { ExportError, flowToPipeline, pipelineToYaml } from './export';
 import { type DestinationAddress, type FlowNode, type ImportOptions, pipelineToFlow } from './mapping';
 import { PipelineError, parsePipeline } from './pipeline';
+import { FlowRunError, formatRunReport, runFlow } from './run';
 
 /** `-o FILE` is the documented spelling; the shared parser knows only long options. */
 function withLongOut(argv: string[]): string[] {
@@ -104,7 +106,7 @@ export async function runExport(argv: string[]): Promise<number> {
 }
 
 /** A flow from either a Clara pipeline (imported with the options given) or a flow JSON file. */
-function flowFromFile(file: string, args: ParsedArgs): FlowNode[] {
+export function flowFromFile(file: string, args: ParsedArgs): FlowNode[] {
   const textValue = readText(file, 'the input');
   if (/\.json$/i.test(file)) {
     try {
@@ -139,4 +141,70 @@ export async function runDeploy(argv: string[]): Promise<number> {
     if (err instanceof DeployError) throw new InputError(err.message);
     throw err;
   }
+}
+
+/** Waits for Ctrl-C (SIGINT) or SIGTERM. */
+export function untilInterrupted(): Promise<void> {
+  return new Promise((done) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      done();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+/**
+ * clara-dicom run <pipeline.yaml|flow.json> --input <dicom-dir> --out <dir> [--via ingest|c-store] [--entry ID]
+ *   [--study-timeout S] [--timeout S] [--port N] [--serve] [--json] [--verbose] [import options]
+ * Exit 0 when every job finished and every result was delivered, 1 otherwise; the report is written either way.
+ */
+export async function runRun(argv: string[]): Promise<number> {
+  const args = parseArgs(withLongOut(argv), ['serve', 'json', 'verbose']);
+  rejectUnknownOptions(args, ['input', 'out', 'via', 'entry', 'study-timeout', 'timeout', 'port', 'serve', 'json', 'verbose', 'set', 'dicom-port', 'dicom-host', 'triton']);
+  if (args.positional.length !== 1) throw new UsageError(`expected one pipeline YAML or flow JSON file, got ${args.positional.length}`);
+  const input = args.options.get('input');
+  const out = args.options.get('out');
+  if (typeof input !== 'string') throw new UsageError('--input <dicom-dir> is required');
+  if (typeof out !== 'string') throw new UsageError('--out <dir> is required');
+  const entry = args.options.get('entry');
+  if (entry === true) throw new UsageError('--entry needs a node id or name');
+  const studyTimeout = Number(args.options.get('study-timeout') ?? 1);
+  if (!(studyTimeout >= 0.1 && studyTimeout <= 3600)) throw new UsageError('--study-timeout must be from 0.1 to 3600 seconds');
+  const json = args.options.get('json') === true;
+  const file = resolve(args.positional[0]);
+  const flow = flowFromFile(file, args);
+  const say = (line: string) => (json ? process.stderr : process.stdout).write(line + '\n');
+  say(`clara-dicom run ${file}\n  input ${resolve(input)} → output ${resolve(out)}`);
+  let report;
+  try {
+    report = await runFlow({
+      flow,
+      input,
+      outDir: out,
+      via: stringOption(args, 'via', ['ingest', 'c-store'] as const, 'ingest'),
+      entry,
+      studyTimeoutSeconds: studyTimeout,
+      timeoutMs: intOption(args, 'timeout', 600, 1, 86400) * 1000,
+      httpPort: args.options.has('port') ? intOption(args, 'port', 1880, 1, 65535) : undefined,
+      verbose: args.options.get('verbose') === true,
+      log: say,
+      beforeStop: args.options.get('serve') === true
+        ? async (r) => {
+            say(`  serving the editor at ${r.editorUrl} and the viewer at ${r.editorUrl}clara-dicom/viewer: Ctrl-C to stop`);
+            await untilInterrupted();
+          }
+        : undefined,
+    });
+  } catch (err) {
+    if (err instanceof FlowRunError) throw new InputError(err.message);
+    throw err;
+  }
+  if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  else for (const line of formatRunReport(report)) say(line);
+  say(`  report ${resolve(out, 'run-report.json')}; open the flow in the editor: npx node-red --settings ${resolve(report.userDir, 'settings.js')}`);
+  say(`  ${report.ok ? 'finished' : 'FAILED'} in ${report.seconds.toFixed(1)} s`);
+  return report.ok ? 0 : 1;
 }

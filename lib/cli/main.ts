@@ -88,6 +88,11 @@ registerCommand('deploy', {
   summary: 'put the flow onto a running (edge) Node-RED through its Admin API, replacing its earlier copy',
   load: async () => ({ run: (await import('../../flows/cli')).runDeploy }),
 });
+registerCommand('run', {
+  usage: 'run <pipeline.yaml|flow.json> --input <dicom-dir> --out <dir> [--via ingest|c-store] [--serve] [--json]',
+  summary: 'run a flow as a batch job in a Node-RED runtime started for it; exit 1 unless every job finished and was delivered',
+  load: async () => ({ run: (await import('../../flows/cli')).runRun }),
+});
 registerCommand('phantom', {
   usage: 'phantom <out-dir> [--size N] [--slices N] [--seed N]',
   summary: 'write a synthetic brain MR study and its ground-truth tumour mask',
@@ -99,9 +104,9 @@ registerCommand('listen', {
   load: () => import('./listen'),
 });
 registerCommand('demo', {
-  usage: 'demo [--work-dir DIR] [--size N] [--slices N]',
-  summary: 'send the bundled phantom study over DICOM to clara-dicom-in and parse it',
-  load: () => import('./demo'),
+  usage: 'demo [--work-dir DIR] [--pipeline clara.yaml] [--size N] [--slices N] [--serve]',
+  summary: "run Clara's Advanced DICOM Integration pipeline end to end on the bundled phantom study, with the embedded model",
+  load: () => import('../../flows/demo'),
 });
 
 if (require.main === module) {

@@ -1,4 +1,7 @@
-import { Client, requests as dimseRequests } from 'dcmjs-dimse';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Outbox, type OutboxTask } from './outbox';
 
 export interface SendTarget {
   host: string;
@@ -15,34 +18,32 @@ export interface SendResult {
 }
 
 /**
- * Sends files over one association with C-STORE. This is the plain sender the demo and tests use;
- * durable delivery with retries is clara-scu-out's job.
+ * Sends files with C-STORE, one attempt, as they are on disk (the outbox's own SCU: no parse of the pixel
+ * data, no re-encoding). This is the plain sender the demo, `clara-dicom run` and tests use; durable
+ * delivery with retries is clara-scu-out's job. Rejects when no instance could be sent at all (the peer is
+ * down or refused the association); otherwise resolves with each instance's status.
  */
-export function sendFiles(files: string[], target: SendTarget): Promise<SendResult> {
-  return new Promise((resolve, reject) => {
-    const client = new Client();
-    const statuses = new Map<string, number>();
-    for (const file of files) {
-      const request = new dimseRequests.CStoreRequest(file);
-      request.on('response', (response: { getStatus(): number }) => statuses.set(file, response.getStatus()));
-      client.addRequest(request);
-    }
-    let settled = false;
-    const finish = (err?: Error) => {
-      if (settled) return;
-      settled = true;
-      if (err) return reject(err);
-      const failed: SendResult['failed'] = [];
-      for (const file of files) {
-        const status = statuses.get(file);
-        if (status !== 0) failed.push({ file, status: status ?? 'no response' });
-      }
-      resolve({ sent: files.length - failed.length, failed });
-    };
-    client.on('associationRejected', (result: { reason?: number }) => finish(new Error(`association rejected by ${target.calledAE}@${target.host}:${target.port} (reason ${result?.reason ?? '?'})`)));
-    client.on('networkError', (e: Error) => finish(new Error(`network error talking to ${target.host}:${target.port}: ${e.message}`)));
-    client.on('closed', () => finish());
-    const timeout = target.timeoutMs ?? 30000;
-    client.send(target.host, target.port, target.callingAE, target.calledAE, { connectTimeout: timeout, associationTimeout: timeout, pduTimeout: timeout });
-  });
+export async function sendFiles(files: string[], target: SendTarget): Promise<SendResult> {
+  // The outbox keeps its task beside a job; a send of loose files gets a folder for the length of the call.
+  const home = mkdtempSync(join(tmpdir(), 'clara-send-'));
+  const timeout = target.timeoutMs ?? 30000;
+  const outbox = new Outbox({ maxAttempts: 1, concurrency: 1 });
+  try {
+    const queued = outbox.enqueue({
+      jobDir: home,
+      files,
+      destination: { name: target.calledAE, calledAE: target.calledAE, host: target.host, port: target.port, callingAE: target.callingAE, connectTimeoutMs: Math.min(timeout, 10000), pduTimeoutMs: timeout },
+    });
+    const task = await new Promise<OutboxTask>((done) => {
+      outbox.on('settled', (t) => {
+        if (t.id === queued.id) done(t);
+      });
+    });
+    await outbox.close();
+    const failed = task.instances.filter((i) => i.state !== 'succeeded').map((i) => ({ file: i.file, status: i.status ?? ('no response' as const) }));
+    if (failed.length === task.instances.length && task.lastError && task.instances.every((i) => i.status === undefined)) throw new Error(task.lastError);
+    return { sent: task.instances.length - failed.length, failed };
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
 }

@@ -1,6 +1,6 @@
 import { constants as fsConstants } from 'node:fs';
-import { copyFile, mkdir, opendir, rename, stat, unlink } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { copyFile, mkdir, open, opendir, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
 import { readDicomHeader } from '../dicom/reader';
 import { DICOM_DIR, type JobStore, instanceFileName } from '../job';
 import { type CompletedJob, type Grouping, type InstanceInfo, JobAssembler, MissingIdentityError, instanceInfoOf } from './assembler';
@@ -31,6 +31,8 @@ export interface FolderIngestResult {
   replaced: ReplacedFile[];
   /** Files looked at, stored or not. */
   files: number;
+  /** Source files deleted after ingest (removeSource only). */
+  removed: number;
 }
 
 export interface FolderIngestOptions {
@@ -39,6 +41,12 @@ export interface FolderIngestOptions {
   /** Recorded in job.json as the called AE (the node's AE title), so jobs say which receiver made them. */
   calledAE?: string;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
+  /**
+   * Drop-folder semantics: once the jobs are complete, every file that was stored (or replaced by a later
+   * copy) is deleted from the folder, after its copy is flushed to disk, and emptied subfolders go too.
+   * Skipped files stay, so a file still being written is taken by the next ingest.
+   */
+  removeSource?: boolean;
 }
 
 /** The folder cannot be ingested at all (missing, not a folder, unreadable). Per-file problems are not errors. */
@@ -168,5 +176,31 @@ export async function ingestFolder(folder: string, store: JobStore, options: Fol
     }
   }
   assembler.completeAll('folder');
-  return { folder: root, jobs, skipped, replaced, files };
+  const removed = options.removeSource ? await removeSources(root, copiedFrom, replaced) : 0;
+  return { folder: root, jobs, skipped, replaced, files, removed };
+}
+
+/** Deletes the sources of stored copies (each copy flushed first: the source is the only other copy). */
+async function removeSources(root: string, copiedFrom: ReadonlyMap<string, string>, replaced: readonly ReplacedFile[]): Promise<number> {
+  const sources = new Map<string, string>();
+  for (const [stored, source] of copiedFrom) sources.set(source, stored);
+  for (const r of replaced) sources.set(r.path, [...copiedFrom].find(([, s]) => s === r.by)?.[0] ?? '');
+  let removed = 0;
+  const folders = new Set<string>();
+  for (const [source, stored] of sources) {
+    if (!stored) continue;
+    const handle = await open(stored, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await unlink(source).then(() => removed++, () => undefined);
+    for (let dir = dirname(source); dir.startsWith(root + sep); dir = dirname(dir)) folders.add(dir);
+  }
+  // Deepest first, so a parent is empty by the time it is tried.
+  for (const dir of [...folders].sort((a, b) => b.length - a.length)) {
+    if ((await readdir(dir).catch(() => ['?'])).length === 0) await rmdir(dir).catch(() => undefined);
+  }
+  return removed;
 }
