@@ -13,6 +13,8 @@ const BENCHES: Array<{ name: string; load: () => Promise<{ run(o: BenchOptions):
   { name: 'seg', load: () => import('./seg') },
   { name: 'rtstruct', load: () => import('./rtstruct') },
   { name: 'send', load: () => import('./send') },
+  { name: 'e2e', load: () => import('./e2e') },
+  { name: 'startup', load: () => import('./startup') },
 ];
 
 function toolVersion(command: string, args: string[]): string {

@@ -5,7 +5,7 @@
  * address, a local archive SCP in the same flow that keeps what it receives in a folder), registers the job
  * with the viewer, and the command prints the time per stage, where everything went, and how to open it.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { InputError, UsageError, intOption, parseArgs, rejectUnknownOptions } from '../lib/cli/args';
@@ -53,6 +53,8 @@ export async function run(argv: string[]): Promise<number> {
   const started = Date.now();
 
   out(`clara-dicom demo — work folder ${workDir}`);
+  // The demo's own folders: a second demo starts from scratch instead of adding to the first one's archive.
+  for (const dir of ['study', 'run']) rmSync(join(workDir, dir), { recursive: true, force: true });
   let t = Date.now();
   const study = writePhantomStudy(join(workDir, 'study'), { size, slices, seed });
   const instanceCount = study.series.reduce((n, s) => n + s.instanceCount, 0);

@@ -41,10 +41,14 @@ function applyNodeSettings(record: OperatorRecord, node: FlowNode, flow: FlowNod
 /** The pipeline of the flow's first tab that came from Clara YAML (or the tab named). */
 export function flowToPipeline(flow: FlowNode[], tabId?: string): Pipeline {
   if (!Array.isArray(flow)) throw new ExportError('a flow is a JSON array of nodes');
-  const tab = tabId ? flow.find((n) => n.id === tabId && n.type === 'tab') : flow.find((n) => n.type === 'tab' && n.clara);
+  const fromClara = (n: FlowNode) => Boolean(n.clara) && typeof (n.clara as OperatorRecord).operator === 'string';
+  // The editor keeps no custom property on a tab: a flow imported there has its records on the nodes only.
+  const tab = tabId
+    ? flow.find((n) => n.id === tabId && n.type === 'tab')
+    : (flow.find((n) => n.type === 'tab' && n.clara) ?? flow.find((n) => n.type === 'tab' && flow.some((m) => m.z === n.id && fromClara(m))));
   if (!tab) throw new ExportError(tabId ? `the flow has no tab ${tabId}` : 'the flow has no tab imported from a Clara pipeline');
   const meta = (tab.clara ?? {}) as { apiVersion?: string; name?: string; orchestrator?: string; pullSecrets?: string[] };
-  const nodes = flow.filter((n) => n.z === tab.id && n.clara && typeof (n.clara as OperatorRecord).operator === 'string');
+  const nodes = flow.filter((n) => n.z === tab.id && fromClara(n));
   if (nodes.length === 0) throw new ExportError(`tab "${String(tab.label ?? tab.id)}" holds no node that came from a Clara operator`);
   // Nodes in the order they were imported: their records keep the operators' order.
   const operators: PipelineOperator[] = nodes.map((node) => {

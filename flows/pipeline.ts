@@ -5,7 +5,7 @@
  * with the line and column it is at. Nothing here knows about Node-RED: mapping.ts turns the result into a
  * flow.
  */
-import { type Document, LineCounter, type Node as YamlNode, parseDocument } from 'yaml';
+import { type Document, Lexer, LineCounter, type Node as YamlNode, parseDocument } from 'yaml';
 
 export const SUPPORTED_API_VERSIONS = ['0.3.0', '0.4.0'] as const;
 export type ApiVersion = (typeof SUPPORTED_API_VERSIONS)[number];
@@ -92,11 +92,45 @@ export interface PipelineLimits {
 const OPERATOR_KEYS = new Set(['name', 'description', 'container', 'variables', 'requests', 'input', 'output', 'services']);
 const TOP_KEYS = new Set(['api-version', 'name', 'orchestrator', 'pull-secrets', 'operators']);
 
+/**
+ * Deep [ ] / { } nesting is refused before the YAML parser sees it: the parser recurses per level, and
+ * a few thousand levels exhaust the stack or, parsed again, V8's regular-expression memory, which ends
+ * the whole process (and Node-RED with it) instead of throwing.
+ */
+const MAX_FLOW_NESTING = 64;
+
+/** Markers the YAML lexer yields that stand for no source text (document, scalar and flow-end markers, BOM). */
+const LEXER_MARKERS = new Set(['\u0002', '\u0018', '\u001f', '\ufeff']);
+
+/**
+ * The deepest flow-collection nesting and where it first goes past the limit, from the YAML lexer's tokens
+ * (it is iterative, so it does not recurse; brackets inside scalars and comments are not tokens of their own).
+ */
+function flowNesting(text: string): { depth: number; at?: SourcePosition } {
+  let depth = 0;
+  let deepest = 0;
+  let offset = 0;
+  let over: number | undefined;
+  for (const token of new Lexer().lex(text)) {
+    if (token === '[' || token === '{') {
+      if (++depth > deepest) deepest = depth;
+      if (depth === MAX_FLOW_NESTING + 1 && over === undefined) over = offset;
+    } else if ((token === ']' || token === '}') && depth > 0) depth--;
+    if (!LEXER_MARKERS.has(token)) offset += token.length;
+  }
+  if (over === undefined) return { depth: deepest };
+  const before = text.slice(0, over);
+  const line = before.split('\n').length;
+  return { depth: deepest, at: { line, column: over - before.lastIndexOf('\n') } };
+}
+
 /** Reads and checks a pipeline document. Throws PipelineError, with the position, on the first problem. */
 export function parsePipeline(text: string, limits: PipelineLimits = {}): Pipeline {
   const maxBytes = limits.maxBytes ?? 1024 * 1024;
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > maxBytes) throw new PipelineError(`the document is ${(bytes / 2 ** 20).toFixed(1)} MiB; a pipeline may be at most ${(maxBytes / 2 ** 20).toFixed(1)} MiB`);
+  const deepest = flowNesting(text);
+  if (deepest.depth > MAX_FLOW_NESTING) throw new PipelineError(`flow collections ([ ] and { }) nested more than ${MAX_FLOW_NESTING} deep; a pipeline needs a few`, deepest.at);
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true });
   const at = (offset: number | undefined): SourcePosition | undefined => {

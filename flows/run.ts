@@ -23,8 +23,12 @@ import { sendFiles } from '../lib/dimse/scu';
 import { JobStore, type JobRecord } from '../lib/job';
 import type { FlowNode } from './mapping';
 
-/** The package root: Node-RED loads it as the installed module (its package.json "node-red" section). */
-export const PACKAGE_ROOT = join(__dirname, '..', '..');
+/**
+ * The package root: Node-RED loads it as the installed module (its package.json "node-red" section).
+ * CLARA_TEST_PACKAGE_ROOT (as in test/support/headless-red.ts) points it at a folder laid out like the package
+ * whose dist/ is a private BUILD_DIR build, so that tests and benchmarks of that build run its own nodes.
+ */
+export const PACKAGE_ROOT = process.env.CLARA_TEST_PACKAGE_ROOT || join(__dirname, '..', '..');
 const RUN_CALLING_AE = 'CLARA-RUN';
 const POLL_MS = 100;
 /** Consecutive quiet polls before the flow counts as finished: a message may be between two hooks. */
@@ -84,6 +88,8 @@ export interface DeliveryReport {
   error?: string;
   /** From the task being queued to its last answer. */
   seconds?: number;
+  /** Seconds after the run started of the task's last answer (end-to-end timing). */
+  finishedAt?: number;
   taskFile: string;
 }
 
@@ -104,6 +110,10 @@ export interface FlowRunReport {
   input: { folder: string; files: number; instances: number; skipped: Array<{ path: string; reason: string }>; via: 'ingest' | 'c-store'; entry: string };
   /** Seconds from the first instance handed over to the receiving node emitting the job (C-STORE: includes the study timeout). */
   receiveSeconds?: number;
+  /** Seconds after the run started that the first instance was handed over (the time base of `timings` and deliveries' `finishedAt`). */
+  handedOverAt?: number;
+  /** The run's study timeout, seconds: the quiet time `receiveSeconds` includes. */
+  studyTimeoutSeconds: number;
   jobs: JobReport[];
   timings: NodeTiming[];
   deliveries: DeliveryReport[];
@@ -418,14 +428,16 @@ export async function runFlow(options: FlowRunOptions): Promise<FlowRunReport> {
       }
     }
 
-    const jobs: JobReport[] = new JobStore(prepared.jobsDir).list().map((record) => {
+    // An output folder used before keeps its earlier jobs: the report is about this run's.
+    const ofThisRun = (record: JobRecord) => Date.parse(record.createdAt) >= started - 1000;
+    const jobs: JobReport[] = new JobStore(prepared.jobsDir).list().filter(ofThisRun).map((record) => {
       const dir = join(prepared.jobsDir, record.id);
       const outputs = jobOutputs(dir);
       const viewerUrl = outputs.includes('publish/config.meta') && prepared.flow.some((n) => n.type === 'clara-render-register' && !n.d && n.mode !== 'render-server') ? `${editorUrl}clara-dicom/viewer/${encodeURIComponent(record.id)}` : undefined;
       return { id: record.id, dir, studyInstanceUID: record.studyInstanceUID, state: record.state, instances: record.counts.instances, errors: record.errors, outputs, ...(viewerUrl ? { viewerUrl } : {}) };
     });
-    const deliveries: DeliveryReport[] = findTaskFiles(prepared.jobsDir).map((file) => {
-      const task = loadTask(file);
+    const thisRun = new Set(jobs.map((j) => j.id));
+    const deliveries: DeliveryReport[] = findTaskFiles(prepared.jobsDir).map((file) => ({ file, task: loadTask(file) })).filter(({ task }) => thisRun.has(relative(prepared.jobsDir, task.jobDir).split(/[\\/]/)[0])).map(({ file, task }) => {
       const last = task.history[task.history.length - 1];
       const jobId = relative(prepared.jobsDir, task.jobDir).split(/[\\/]/)[0];
       return {
@@ -436,14 +448,14 @@ export async function runFlow(options: FlowRunOptions): Promise<FlowRunReport> {
         instances: task.instances.length,
         delivered: task.instances.filter((i) => i.state === 'succeeded').length,
         ...(task.lastError ? { error: task.lastError } : {}),
-        ...(last ? { seconds: (Date.parse(last.endedAt) - Date.parse(task.createdAt)) / 1000 } : {}),
+        ...(last ? { seconds: (Date.parse(last.endedAt) - Date.parse(task.createdAt)) / 1000, finishedAt: (Date.parse(last.endedAt) - started) / 1000 } : {}),
         taskFile: file,
       };
     });
     const archives = prepared.archives.map((a) => ({
       name: String(a.node.aeTitle ?? a.node.name ?? a.node.id),
       dir: a.dir,
-      instances: new JobStore(a.dir).list().reduce((n, j) => n + j.counts.instances, 0),
+      instances: new JobStore(a.dir).list().filter(ofThisRun).reduce((n, j) => n + j.counts.instances, 0),
     }));
     const failedJob = jobs.some((j) => j.state === 'failed');
     const ok = !timedOut && jobs.length > 0 && !failedJob && !timings.some((t) => t.error) && !problems.some((p) => p.level === 'error') && deliveries.every((d) => d.state === 'succeeded');
@@ -451,6 +463,8 @@ export async function runFlow(options: FlowRunOptions): Promise<FlowRunReport> {
       nodeRedVersion: RED.version(),
       input: { folder: inputDir, files: files.length, instances: instances.length, skipped, via, entry: prepared.entry.id },
       ...(receivedAt ? { receiveSeconds: (receivedAt - firstHandOver) / 1000 } : {}),
+      ...(firstHandOver ? { handedOverAt: (firstHandOver - started) / 1000 } : {}),
+      studyTimeoutSeconds: options.studyTimeoutSeconds ?? 1,
       jobs,
       timings,
       deliveries,

@@ -1,10 +1,13 @@
-import type { Node, NodeMessageInFlow } from 'node-red';
+import type { Node, NodeAPI, NodeMessageInFlow } from 'node-red';
+import { type Translate, errorStatus, statusAtDeploy } from './status-text';
 
 export type SendFunction = (msg: NodeMessageInFlow | Array<NodeMessageInFlow | null>) => void;
 
 export interface JobQueueOptions {
   /** The node type, which prefixes every error so a catch node and the log say who failed. */
   type: string;
+  /** RED._ of the node's module: the queue's status is "<type>.status.queued" in the node's catalogue. */
+  translate: Translate;
   /** Handles one message; a thrown error's message is the reason shown ("job <id>: <reason>"). */
   work: (msg: NodeMessageInFlow, send: SendFunction) => Promise<void> | void;
   /** At close, before waiting for the job in hand: stop it (abort a signal, set a flag). */
@@ -26,7 +29,7 @@ export function workJobsInOrder(node: Node, options: JobQueueOptions): { busy():
   let queue: Promise<void> = Promise.resolve();
   node.on('input', (msg: NodeMessageInFlow, send: SendFunction, done: (err?: Error) => void) => {
     waiting++;
-    if (busy) node.status({ fill: 'blue', shape: 'ring', text: `${waiting - 1} job(s) queued` });
+    if (busy) node.status({ fill: 'blue', shape: 'ring', text: options.translate(`${options.type}.status.queued`, { count: waiting - 1 }) });
     queue = queue.then(async () => {
       waiting--;
       busy = true;
@@ -35,8 +38,10 @@ export function workJobsInOrder(node: Node, options: JobQueueOptions): { busy():
         done();
       } catch (err) {
         const message = (err as Error).message;
-        // The status has room for the reason only; the log and the catch node get the job id too.
-        node.status({ fill: 'red', shape: 'ring', text: message.replace(/^job \S+: /, '').slice(0, 60) });
+        // The status has room for the reason only; the log and the catch node get the job id too,
+        // and the stack goes to the log at debug level only.
+        node.status(errorStatus(message.replace(/^job \S+: /, '')));
+        if ((err as Error).stack) node.debug((err as Error).stack);
         done(new Error(`${options.type}: ${message}`));
       } finally {
         busy = false;
@@ -59,13 +64,13 @@ export function workJobsInOrder(node: Node, options: JobQueueOptions): { busy():
  * A node's settings, checked when the flow is deployed rather than on the first study: the settings, or
  * the reason they are refused, which goes to the log and a red status. The node then fails every msg with it.
  */
-export function settingsAtDeploy<T>(node: Node, type: string, read: () => T): { settings?: T; configError?: string } {
+export function settingsAtDeploy<T>(RED: NodeAPI, node: Node, type: string, read: () => T): { settings?: T; configError?: string } {
   try {
     return { settings: read() };
   } catch (err) {
     const configError = (err as Error).message;
     node.error(`${type}: ${configError}`);
-    node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
+    statusAtDeploy(RED, node, errorStatus(configError));
     return { configError };
   }
 }

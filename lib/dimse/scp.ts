@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
+import { type TlsOptions, createServer as createTlsServer } from 'node:tls';
 import {
   Dataset,
   Implementation,
@@ -14,7 +15,7 @@ import {
 } from 'dcmjs-dimse';
 import { type DicomFile, DicomParseError, parseDicom, readDicomHeader } from '../dicom/reader';
 import { ImplementationClassUID, ImplementationVersionName } from '../dicom/uids';
-import { JobPathError, type JobRef, JobStore, instanceFileName, DICOM_DIR } from '../job';
+import { JobPathError, type JobRef, JobStore, instanceFileName, DICOM_DIR, failInterruptedJobs } from '../job';
 import { type CompletedJob, type Grouping, type InstanceInfo, JobAssembler, MissingIdentityError, type OpenJob, instanceInfoOf } from '../ingest/assembler';
 import {
   type AllowEntry, type ResolvedAllowEntry, chooseTransferSyntax, decideAssociation, isStorageAbstractSyntax, normalizeAddress,
@@ -67,6 +68,12 @@ export interface StoreScpOptions {
   resume?: boolean;
   /** Seconds an idle association may stay open before it is aborted (default 60). */
   idleTimeoutSeconds?: number;
+  /**
+   * DICOM TLS (PS3.15 B.1): the options given to tls.createServer (key, cert, and for client certificates
+   * ca, requestCert, rejectUnauthorized). Absent: plain TCP. A peer whose handshake fails (no certificate,
+   * one the CA did not sign, or plain DICOM on the TLS port) is refused before any association.
+   */
+  tls?: TlsOptions;
   log?: ScpLogger;
 }
 
@@ -216,7 +223,8 @@ function errorComment(reason: string): string {
 export class StoreScp extends EventEmitter<StoreScpEvents> {
   readonly aeTitle: string;
   readonly store: JobStore;
-  private readonly options: Required<Omit<StoreScpOptions, 'log' | 'allow'>> & { allow: readonly AllowEntry[] };
+  private readonly options: Required<Omit<StoreScpOptions, 'log' | 'allow' | 'tls'>> & { allow: readonly AllowEntry[] };
+  private readonly tlsOptions: TlsOptions | undefined;
   private readonly logger: ScpLogger;
   private readonly incomingDir: string;
   private allow: ResolvedAllowEntry[] = [];
@@ -253,6 +261,7 @@ export class StoreScp extends EventEmitter<StoreScpEvents> {
       resume: options.resume ?? true,
       idleTimeoutSeconds: options.idleTimeoutSeconds ?? DEFAULTS.idleTimeoutSeconds,
     };
+    this.tlsOptions = options.tls;
     this.logger = options.log ?? (() => undefined);
     this.store = new JobStore(options.workRoot);
     this.incomingDir = join(this.store.root, '.incoming');
@@ -294,7 +303,10 @@ export class StoreScp extends EventEmitter<StoreScpEvents> {
       log: (level, message) => this.log(level, message),
     });
 
-    const server = createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    const tlsOptions = this.tlsOptions;
+    const server: Server = tlsOptions
+      ? createTlsServer({ handshakeTimeout: this.options.idleTimeoutSeconds * 1000, ...tlsOptions }, (socket) => this.onConnection(socket)).on('tlsClientError', (err, socket) => this.onTlsRefused(err, socket))
+      : createServer({ noDelay: true }, (socket) => this.onConnection(socket));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
@@ -313,13 +325,18 @@ export class StoreScp extends EventEmitter<StoreScpEvents> {
     });
     server.on('error', (err) => this.reportError(new Error(`SCP server error: ${describe(err)}`)));
     const port = (server.address() as AddressInfo).port;
-    this.log('info', `listening as ${this.aeTitle} on ${this.options.host}:${port} (grouping ${this.options.grouping}, study timeout ${this.options.studyTimeoutSeconds} s${this.allow.length ? `, ${this.allow.length} allowed peer(s)` : ', any calling AE'})`);
+    this.log('info', `listening as ${this.aeTitle} on ${this.options.host}:${port} (grouping ${this.options.grouping}, study timeout ${this.options.studyTimeoutSeconds} s${this.allow.length ? `, ${this.allow.length} allowed peer(s)` : ', any calling AE'}${tlsOptions ? `, TLS${tlsOptions.requestCert && tlsOptions.rejectUnauthorized !== false ? ' with client certificates' : ''}` : ''})`);
     if (this.options.resume) {
       try {
         const adopted = this.assembler.resume(this.aeTitle);
         if (adopted) this.log('info', `resumed ${adopted} job(s) left receiving by a previous run`);
       } catch (err) {
         this.log('warn', `cannot resume earlier jobs: ${describe(err)}`);
+      }
+      try {
+        for (const job of failInterruptedJobs(this.store)) this.log('warn', `job ${job.id} marked failed: ${job.errors[job.errors.length - 1]?.message}`);
+      } catch (err) {
+        this.log('warn', `cannot mark interrupted jobs failed: ${describe(err)}`);
       }
     }
     return { port, host: this.options.host };
@@ -526,6 +543,15 @@ export class StoreScp extends EventEmitter<StoreScpEvents> {
       this.log('error', `cannot serve a connection from ${socket.remoteAddress}: ${describe(err)}`);
       socket.destroy();
     }
+  }
+
+  /** A TLS handshake that failed: no association ever started, so nothing else knows of this peer. */
+  private onTlsRefused(err: Error, socket: Socket): void {
+    const remoteAddress = normalizeAddress(socket.remoteAddress);
+    const reason = `TLS handshake refused: ${describe(err)}`;
+    this.log('warn', `connection from ${remoteAddress || '?'} refused: ${reason}`);
+    this.emitSafely('association', { associationId: String(++this.associationCounter), event: 'rejected', callingAE: '', calledAE: '', remoteAddress, reason, stored: 0, rejected: 0 });
+    socket.destroy();
   }
 
   private onJobComplete(job: CompletedJob): void {

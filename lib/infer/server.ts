@@ -4,7 +4,7 @@
  * these; the CLI builds one from its options.
  */
 import { resolve } from 'node:path';
-import { KServeGrpcClient } from './kserve/grpc-client';
+import type { KServeGrpcClient } from './kserve/grpc-client';
 import { KServeHttpClient } from './kserve/http-client';
 import { InferenceError, type KServeClient, type ModelMetadata, type ServerTarget } from './kserve/types';
 import { type EmbeddedModel, type EmbeddedOptions, openEmbeddedModel } from './model-repository';
@@ -85,12 +85,18 @@ class EmbeddedServer implements InferenceServer {
   }
 }
 
+/** @grpc/grpc-js and its proto loader take about 0.1 s to load: only a gRPC server's first connection pays it, not Node-RED's start. */
+function loadGrpcClient(): typeof KServeGrpcClient {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('./kserve/grpc-client') as typeof import('./kserve/grpc-client')).KServeGrpcClient;
+}
+
 class RemoteServer implements InferenceServer {
   readonly description: string;
   private readonly client: KServeClient;
 
   constructor(settings: Extract<ServerSettings, { mode: 'triton' }>) {
-    this.client = settings.protocol === 'grpc' ? new KServeGrpcClient(settings) : new KServeHttpClient(settings);
+    this.client = settings.protocol === 'grpc' ? new (loadGrpcClient())(settings) : new KServeHttpClient(settings);
     this.description = `Triton ${settings.protocol === 'grpc' ? 'gRPC' : 'HTTP'} ${settings.host}:${settings.port}${settings.tls ? ' (TLS)' : ''}`;
   }
 

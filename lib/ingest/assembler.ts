@@ -26,7 +26,7 @@ export interface InstanceInfo {
   accessionNumber?: string;
 }
 
-/** Raised when a header lacks what grouping needs (no SOP Instance UID, no StudyInstanceUID). */
+/** Raised when a header lacks what grouping needs (no SOP Instance UID, no StudyInstanceUID), or carries an unsafe one. */
 export class MissingIdentityError extends Error {
   constructor(message: string) {
     super(message);
@@ -34,17 +34,27 @@ export class MissingIdentityError extends Error {
   }
 }
 
+/** What a Study or Series Instance UID may hold (validity beyond that is the sender's business). */
+const UID_CHARACTERS = /^[0-9.]{1,64}$/;
+
 export function instanceInfoOf(file: DicomFile): InstanceInfo {
   const ds = file.dataset;
   const sopInstanceUID = ds.string(Tag.SOPInstanceUID);
   if (!sopInstanceUID) throw new MissingIdentityError('no SOP Instance UID (0008,0018)');
   const studyInstanceUID = ds.string(Tag.StudyInstanceUID);
   if (!studyInstanceUID) throw new MissingIdentityError('no Study Instance UID (0020,000D)');
+  // Study and series UIDs name nothing on disk at ingest, but they travel on (msg.topic, job.json, file
+  // names of later stages): one made of anything but digits and dots (a path, "../..") is refused, the
+  // same way for C-STORE and folder ingest.
+  const seriesInstanceUID = ds.string(Tag.SeriesInstanceUID);
+  for (const [what, uid] of [['Study', studyInstanceUID], ['Series', seriesInstanceUID]] as const) {
+    if (uid !== undefined && !UID_CHARACTERS.test(uid)) throw new MissingIdentityError(`invalid ${what} Instance UID ${JSON.stringify(uid.slice(0, 80))}: a UID is digits and dots, at most 64 characters`);
+  }
   return {
     sopInstanceUID,
     sopClassUID: ds.string(Tag.SOPClassUID) ?? file.meta.string(Tag.MediaStorageSOPClassUID),
     studyInstanceUID,
-    seriesInstanceUID: ds.string(Tag.SeriesInstanceUID),
+    seriesInstanceUID,
     modality: ds.string(Tag.Modality),
     seriesNumber: ds.number(Tag.SeriesNumber),
     seriesDescription: ds.string(Tag.SeriesDescription),

@@ -140,6 +140,33 @@ export function recordJobError(jobDir: string, stage: string, message: string, f
   });
 }
 
+/** States a job has only while a node works on it: found on disk after a restart, that work was cut off. */
+export const WORKING_STATES: readonly JobState[] = ['parsing', 'inferring', 'writing', 'sending'];
+
+/** When this process started: a job last updated before then cannot be in this process's hands. */
+const PROCESS_STARTED_AT = Date.now() - process.uptime() * 1000;
+
+/**
+ * Marks failed, with the reason, the jobs of a work root that a previous process left in a working state
+ * (it was killed or crashed mid-parse, mid-inference, mid-write): nothing would ever finish them, and a
+ * job that says "parsing" forever hides the failure. Only jobs last updated before this process started
+ * are touched, so work in progress here is never marked. Returns the jobs marked.
+ */
+export function failInterruptedJobs(store: JobStore, startedAt = PROCESS_STARTED_AT): JobRecord[] {
+  const marked: JobRecord[] = [];
+  for (const record of store.list()) {
+    if (!WORKING_STATES.includes(record.state) || !(Date.parse(record.updatedAt) < startedAt)) continue;
+    const stage = record.state;
+    const reason = `interrupted: the process ${stage === 'writing' ? 'writing its results' : `in state "${stage}"`} stopped (killed, crashed or restarted) before the job finished; send the study again to run it`;
+    try {
+      marked.push(recordJobError(store.dirOf(record.id), stage, reason, true));
+    } catch {
+      // job.json cannot be written (a full or read-only disk): the next start tries again
+    }
+  }
+  return marked;
+}
+
 /** Job folders under one work root. */
 export class JobStore {
   readonly root: string;

@@ -9,7 +9,7 @@ export class PatternTranslationError extends Error {
     readonly pattern: string,
     readonly reason: string,
   ) {
-    super(`cannot use the Python pattern ${JSON.stringify(pattern)}: ${reason}`);
+    super(`cannot use the Python pattern ${JSON.stringify(pattern.length > 200 ? `${pattern.slice(0, 200)}…` : pattern)}: ${reason}`);
     this.name = 'PatternTranslationError';
   }
 }
@@ -137,5 +137,16 @@ export function translatePythonPattern(pattern: string): TranslatedPattern {
  */
 export function compileSearch(pattern: string): RegExp {
   const { source, flags } = translatePythonPattern(pattern);
-  return new RegExp(source, flags.includes('i') ? flags : flags + 'i');
+  let re: RegExp;
+  try {
+    re = new RegExp(source, flags.includes('i') ? flags : flags + 'i');
+    // V8 compiles a pattern on its first use: a pattern too large for it fails here, not mid-study.
+    re.test('');
+  } catch (err) {
+    // V8's message repeats the whole source before the reason; the pattern is in the message already.
+    const reason = (err as Error).message.replace(/^Invalid regular expression: \/[\s\S]*\/[a-z]*: /, '');
+    throw new PatternTranslationError(pattern, `JavaScript cannot compile it (${reason.slice(0, 120)})`);
+  }
+  re.lastIndex = 0;
+  return re;
 }

@@ -1,6 +1,7 @@
 /** Volume files by their names: MetaImage (`.mhd` with its `.raw`) or NIfTI-1 (`.nii`, `.nii.gz`). */
 import { readMetaImage, writeMetaImage } from './metaimage';
-import { readNifti, writeNifti } from './nifti';
+import { readNifti } from './nifti';
+import { writeNiftiStream } from './stream';
 import type { Volume } from './types';
 
 const isMetaImage = (path: string) => path.toLowerCase().endsWith('.mhd');
@@ -11,5 +12,6 @@ export function readVolumeFile(path: string): Volume {
 
 export async function writeVolumeFile(path: string, volume: Volume): Promise<void> {
   if (isMetaImage(path)) await writeMetaImage(path, volume);
-  else writeNifti(path, volume);
+  // Streamed: a .nii.gz is deflated on the thread pool, in parallel blocks, not on the event loop.
+  else await writeNiftiStream(path, volume);
 }

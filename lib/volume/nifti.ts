@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { writeFileAtomic } from '../dicom/writer';
-import { BYTES_PER_VOXEL, Matrix4, Volume, VoxelType, allocateVoxels } from './types';
+import { BYTES_PER_VOXEL, Matrix4, Volume, type VoxelArray, VoxelType, allocateVoxels, voxelView } from './types';
 
 const NIFTI_CODES: Record<VoxelType, number> = {
   uint8: 2, int16: 4, int32: 8, float32: 16, float64: 64, int8: 256, uint16: 512, uint32: 768,
@@ -104,10 +104,37 @@ export function writeNifti(path: string, volume: Volume): void {
   writeFileAtomic(path, path.endsWith('.gz') ? gzipSync(raw, { level: 1 }) : raw);
 }
 
+/**
+ * A whole .gz file inflated into one buffer sized by the size its trailer states (bounded by how far
+ * deflate can expand), instead of zlib's 16 KB chunks joined by a copy of the whole volume at the end.
+ * A wrong stated size only costs that join again.
+ */
+function gunzipWhole(gz: Buffer): Buffer {
+  const stated = gz.length >= 18 ? gz.readUInt32LE(gz.length - 4) : 0;
+  // One byte more than stated, so that a full buffer does not make zlib allocate another just to find the end.
+  const chunkSize = Math.max(64 * 1024, Math.min(stated + 1, gz.length * 1032 + 1024, 2 ** 30));
+  return gunzipSync(gz, { chunkSize });
+}
+
+/**
+ * The voxels as a view on the bytes read (the buffer is this reader's own) when they are aligned and
+ * complete, else copied: a copy of a whole volume less per read.
+ */
+function voxelsOf(buf: Buffer, type: VoxelType, offset: number, count: number): VoxelArray {
+  const size = BYTES_PER_VOXEL[type];
+  if (offset >= 0 && (buf.byteOffset + offset) % size === 0 && offset + count * size <= buf.length) {
+    return voxelView(type, buf.buffer, buf.byteOffset + offset, count);
+  }
+  const data = allocateVoxels(type, count);
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  buf.copy(bytes, 0, offset, offset + bytes.length);
+  return data;
+}
+
 /** Reads a NIfTI-1 file (.nii or .nii.gz) written by this package or another tool (dcm2niix). */
 export function readNifti(path: string): Volume {
-  let buf = readFileSync(path);
-  if (buf[0] === 0x1f && buf[1] === 0x8b) buf = gunzipSync(buf);
+  let buf: Buffer = readFileSync(path);
+  if (buf[0] === 0x1f && buf[1] === 0x8b) buf = gunzipWhole(buf);
   if (buf.readInt32LE(0) !== HEADER_SIZE) throw new Error(`${path}: not a little-endian NIfTI-1 file`);
   const dims: [number, number, number] = [buf.readInt16LE(42), buf.readInt16LE(44), Math.max(1, buf.readInt16LE(46))];
   const code = buf.readInt16LE(70);
@@ -115,9 +142,7 @@ export function readNifti(path: string): Volume {
   if (!type) throw new Error(`${path}: unsupported NIfTI datatype ${code}`);
   const offset = Math.round(buf.readFloatLE(108));
   const count = dims[0] * dims[1] * dims[2];
-  const data = allocateVoxels(type, count);
-  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  buf.copy(bytes, 0, offset, offset + bytes.length);
+  const data = voxelsOf(buf, type, offset, count);
   const affine: Matrix4 = [0, 1, 2].map((row) => [0, 1, 2, 3].map((col) => buf.readFloatLE(280 + 16 * row + 4 * col)));
   affine.push([0, 0, 0, 1]);
   const slope = buf.readFloatLE(112);

@@ -1,9 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, createWriteStream, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
+import { constants as zlibConstants, crc32, deflateRaw } from 'node:zlib';
 import { niftiHeader } from './nifti';
 import { yieldToEventLoop } from './scan';
 import type { Volume } from './types';
@@ -17,6 +15,68 @@ function* inChunks(parts: Uint8Array[]): Generator<Uint8Array> {
   }
 }
 
+/** Input bytes per gzip block: blocks are deflated side by side on libuv's thread pool, as pigz does. */
+const GZIP_BLOCK_BYTES = 4 << 20;
+/** Blocks being deflated at once (libuv's pool has 4 threads by default); bounds the output held. */
+const GZIP_BLOCKS_IN_FLIGHT = 4;
+/** Magic, deflate, no flags, no mtime, "fastest" (level 1), Unix: as zlib's own header at level 1. */
+const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 3]);
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.byteLength; ) done += writeSync(fd, bytes, done);
+}
+
+/** Output chunk of a block's deflate: zlib's 16 KB default made each block hundreds of trips through the event loop. */
+const DEFLATE_CHUNK_BYTES = 1 << 20;
+/** Deflate's window: a block may refer back this far, into the block before it. */
+const DEFLATE_WINDOW = 32768;
+
+/**
+ * A deflate stream cut at a block's end by a sync flush (byte-aligned, not final), so the blocks' outputs
+ * joined in order are one valid deflate stream; the last block finishes it. The previous block's tail
+ * primes the window (what the inflater has just written), so the cuts cost almost no compression.
+ */
+function deflateBlock(block: Uint8Array, previous: Uint8Array | undefined, last: boolean): Promise<Buffer> {
+  const dictionary = previous?.byteLength ? previous.subarray(Math.max(0, previous.byteLength - DEFLATE_WINDOW)) : undefined;
+  return new Promise((resolve, reject) => {
+    deflateRaw(block, { level: 1, chunkSize: DEFLATE_CHUNK_BYTES, finishFlush: last ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH, ...(dictionary ? { dictionary } : {}) }, (err, out) => (err ? reject(err) : resolve(out)));
+  });
+}
+
+/**
+ * One gzip member written to `fd`, its blocks deflated in parallel off the main thread (the CRC is
+ * computed here meanwhile), written in order as they finish. The blocks are views on the parts.
+ */
+async function writeGzip(fd: number, parts: Uint8Array[]): Promise<void> {
+  const blocks: Uint8Array[] = [];
+  for (const part of parts) for (let o = 0; o < part.byteLength; o += GZIP_BLOCK_BYTES) blocks.push(part.subarray(o, Math.min(part.byteLength, o + GZIP_BLOCK_BYTES)));
+  if (blocks.length === 0) blocks.push(new Uint8Array(0));
+  const pending: Array<Promise<Buffer>> = [];
+  let next = 0;
+  const launch = () => {
+    const deflating = deflateBlock(blocks[next], blocks[next - 1], next === blocks.length - 1);
+    // A failure is thrown where the block is awaited; one left behind by an earlier failure is not unhandled.
+    deflating.catch(() => undefined);
+    pending.push(deflating);
+    next++;
+  };
+  while (next < Math.min(blocks.length, GZIP_BLOCKS_IN_FLIGHT)) launch();
+  writeAll(fd, GZIP_HEADER);
+  let crc = 0;
+  let size = 0;
+  for (const block of blocks) {
+    crc = crc32(block, crc);
+    size += block.byteLength;
+    const out = await (pending.shift() as Promise<Buffer>);
+    if (next < blocks.length) launch();
+    writeAll(fd, out);
+  }
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(crc >>> 0, 0);
+  trailer.writeUInt32LE(size % 2 ** 32, 4);
+  writeAll(fd, trailer);
+}
+
 /**
  * Writes the parts one after another (gzipped when asked) to a temporary file beside `path`, then
  * renames it into place, like writeFileAtomic but without first joining a whole volume into one buffer.
@@ -24,20 +84,20 @@ function* inChunks(parts: Uint8Array[]): Generator<Uint8Array> {
 export async function writeStreamAtomic(path: string, parts: Uint8Array[], gzip: boolean): Promise<void> {
   const temp = `${path}.${randomBytes(6).toString('hex')}.part`;
   try {
-    if (gzip) {
-      // Level 1: the fast end of gzip; volumes are large and this runs on every study.
-      await pipeline(Readable.from(inChunks(parts), { objectMode: false }), createGzip({ level: 1 }), createWriteStream(temp));
-    } else {
-      // Plain bytes go out with positional writes, chunk by chunk, yielding between chunks: no stream buffers.
-      const fd = openSync(temp, 'w');
-      try {
+    const fd = openSync(temp, 'w');
+    try {
+      if (gzip) {
+        // Level 1: the fast end of gzip; volumes are large and this runs on every study.
+        await writeGzip(fd, parts);
+      } else {
+        // Plain bytes go out with positional writes, chunk by chunk, yielding between chunks: no stream buffers.
         for (const chunk of inChunks(parts)) {
-          for (let done = 0; done < chunk.byteLength; ) done += writeSync(fd, chunk, done);
+          writeAll(fd, chunk);
           await yieldToEventLoop();
         }
-      } finally {
-        closeSync(fd);
       }
+    } finally {
+      closeSync(fd);
     }
     await rename(temp, path);
   } catch (err) {

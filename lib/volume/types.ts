@@ -34,3 +34,17 @@ export function allocateVoxels(type: VoxelType, count: number): VoxelArray {
     case 'float64': return new Float64Array(count);
   }
 }
+
+/** A typed array of `count` voxels over existing bytes; `byteOffset` must be a multiple of the voxel size. */
+export function voxelView(type: VoxelType, buffer: ArrayBufferLike, byteOffset: number, count: number): VoxelArray {
+  switch (type) {
+    case 'uint8': return new Uint8Array(buffer, byteOffset, count);
+    case 'int8': return new Int8Array(buffer, byteOffset, count);
+    case 'int16': return new Int16Array(buffer, byteOffset, count);
+    case 'uint16': return new Uint16Array(buffer, byteOffset, count);
+    case 'int32': return new Int32Array(buffer, byteOffset, count);
+    case 'uint32': return new Uint32Array(buffer, byteOffset, count);
+    case 'float32': return new Float32Array(buffer, byteOffset, count);
+    case 'float64': return new Float64Array(buffer, byteOffset, count);
+  }
+}

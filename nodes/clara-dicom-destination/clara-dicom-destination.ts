@@ -43,7 +43,8 @@ export = function register(RED: NodeAPI): void {
   RED.nodes.registerType(TYPE, ClaraDicomDestinationNode);
 
   // "Verify" in the editor: C-ECHO with the unsaved settings.
-  RED.httpAdmin.post(`/${TYPE}/verify`, RED.auth.needsPermission(`${TYPE}.read`), async (req, res) => {
+  // It makes this server connect to a host the caller names: only users who may change flows.
+  RED.httpAdmin.post(`/${TYPE}/verify`, RED.auth.needsPermission('flows.write'), async (req, res) => {
     const body = (req.body ?? {}) as ClaraDicomDestinationDef;
     let destination: ResolvedDestination;
     try {

@@ -1,9 +1,15 @@
+import { readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
-import { type AllowEntry, PolicyConfigError, StoreScp, parseAllowList, validateAeTitle } from '../../lib/dimse';
+import { type AllowEntry, PolicyConfigError, parseAllowList, validateAeTitle } from '../../lib/dimse/policy';
+import type { StoreScp } from '../../lib/dimse/scp';
 import { type CompletedJob, GROUPINGS, type Grouping, type ReplacedFile, type SkippedFile, ingestFolder } from '../../lib/ingest';
 import { JobStore, defaultWorkRoot } from '../../lib/job';
+import { type RetentionPolicy, applyRetention, checkRetentionPolicy, retentionEnabled } from '../../lib/job/retention';
+import { patientForLog, patientOfFile, revealPatientIdentity } from '../../lib/dicom/phi';
+import { errorStatus, statusAtDeploy, statusLine } from '../status-text';
 
 /** The editor's settings, as Node-RED stores them (numbers may arrive as strings). */
 interface ClaraDicomInDef extends NodeDef {
@@ -16,6 +22,17 @@ interface ClaraDicomInDef extends NodeDef {
   grouping?: string;
   workRoot?: string;
   maxPdu?: string | number;
+  /** A tls-config node: DICOM TLS on this port. */
+  tls?: string;
+  /** With TLS: 'require' (default) a client certificate the tls-config's CA signed, or 'none'. */
+  tlsClientAuth?: string;
+  /** Job retention: hours a finished job is kept, and a disk quota for the work root; empty: no limit. */
+  retentionHours?: string | number;
+  retentionQuotaMb?: string | number;
+}
+
+interface TlsConfigNode extends Node {
+  addTLSOptions(options: TlsOptions): void;
 }
 
 /** What one completed study becomes; see docs/messages.md. */
@@ -39,7 +56,11 @@ interface Settings {
   grouping: Grouping;
   workRoot: string;
   maxPduLength: number;
+  retention: RetentionPolicy;
 }
+
+/** How often retention runs besides after each job. */
+const RETENTION_INTERVAL_MS = 10 * 60 * 1000;
 
 /** Skipped files listed in a folder-ingest msg, at most; the count says how many there were. */
 const MAX_SKIPPED_IN_MSG = 100;
@@ -68,11 +89,39 @@ function settingsOf(config: ClaraDicomInDef, userDir: string): Settings {
     // A relative work root (as an imported flow carries) lives in the user directory, like flows.json.
     workRoot: (config.workRoot ?? '').trim() ? resolve(userDir, (config.workRoot ?? '').trim()) : defaultWorkRoot(userDir),
     maxPduLength: numberSetting(config.maxPdu, 65536, 'max PDU', 4096, 16 * 1024 * 1024),
+    retention: checkRetentionPolicy({
+      maxAgeHours: optionalNumber(config.retentionHours, 'retention (hours)'),
+      maxTotalMb: optionalNumber(config.retentionQuotaMb, 'retention quota (MB)'),
+    }),
   };
+}
+
+function optionalNumber(raw: string | number | undefined, name: string): number | undefined {
+  if (raw === undefined || String(raw).trim() === '') return undefined;
+  return numberSetting(raw, 0, name, 0, Number.MAX_SAFE_INTEGER, false);
+}
+
+/** The SCP's TLS options from a tls-config node: its key, certificate and CA; client certificates as chosen. */
+function scpTlsOptions(tlsNode: TlsConfigNode | null, clientAuth: string | undefined): TlsOptions {
+  if (!tlsNode) throw new PolicyConfigError('the chosen TLS configuration does not exist');
+  const options: TlsOptions = {};
+  tlsNode.addTLSOptions(options);
+  if (!options.key || !options.cert) throw new PolicyConfigError('DICOM TLS needs a certificate and a private key in the TLS configuration');
+  const requireClientCert = (clientAuth || 'require') === 'require';
+  if (requireClientCert && !options.ca) throw new PolicyConfigError('client certificates are required, but the TLS configuration has no CA certificate to check them with');
+  // tls-config's "verify server certificate" is about the far end when we connect; here we are the
+  // server, and the far end is checked by this node's own setting.
+  return { ...options, requestCert: requireClientCert, rejectUnauthorized: requireClientCert };
 }
 
 function shortUid(uid: string): string {
   return uid.length > 18 ? `…${uid.slice(-14)}` : uid;
+}
+
+/** dcmjs-dimse takes about 0.3 s to load: the SCP is loaded when the first clara-dicom-in deploys, not when Node-RED starts. */
+function loadStoreScp(): typeof StoreScp {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../../lib/dimse/scp') as typeof import('../../lib/dimse/scp')).StoreScp;
 }
 
 function jobMessage(job: CompletedJob): JobMessage {
@@ -91,7 +140,7 @@ export = function register(RED: NodeAPI): void {
     try {
       settings = settingsOf(config, userDir);
       store = new JobStore(settings.workRoot);
-      scp = new StoreScp({
+      scp = new (loadStoreScp())({
         workRoot: settings.workRoot,
         aeTitle: settings.aeTitle,
         port: settings.port,
@@ -101,6 +150,7 @@ export = function register(RED: NodeAPI): void {
         grouping: settings.grouping,
         studyTimeoutSeconds: settings.studyTimeoutSeconds,
         maxPduLength: settings.maxPduLength,
+        tls: config.tls ? scpTlsOptions(RED.nodes.getNode(config.tls) as TlsConfigNode | null, config.tlsClientAuth) : undefined,
         log: (level, message) => {
           if (level === 'info') node.debug(message);
           else if (level === 'warn') node.warn(message);
@@ -111,7 +161,7 @@ export = function register(RED: NodeAPI): void {
       // A bad setting or an unusable work root (permissions, read-only disk): say so, stay deployed.
       const message = `clara-dicom-in: ${(err as Error).message}`;
       node.error(message);
-      node.status({ fill: 'red', shape: 'ring', text: (err as Error).message.slice(0, 60) });
+      statusAtDeploy(RED, node, errorStatus((err as Error).message));
       node.on('input', (_msg: NodeMessageInFlow, _send, done) => done(new Error(message)));
       return;
     }
@@ -125,18 +175,19 @@ export = function register(RED: NodeAPI): void {
     let statusTimer: NodeJS.Timeout | undefined;
     let lastStatusText = '';
     const computeStatus = (): NodeStatus => {
-      if (startError) return { fill: 'red', shape: 'ring', text: startError };
+      if (startError) return errorStatus(startError);
       const receiving = scp.receivingJobs;
       if (receiving.length > 0) {
         const count = receiving.reduce((n, j) => n + j.instances, 0);
-        const study = receiving.length === 1 ? ` (study ${shortUid(receiving[0].job.studyInstanceUID)})` : ` (${receiving.length} studies)`;
-        return { fill: 'blue', shape: 'dot', text: `receiving ${count}${study}${lastError ? ` · ${scp.stats.rejected} refused` : ''}` };
+        const text = receiving.length === 1
+          ? RED._('clara-dicom-in.status.receivingStudy', { count, study: shortUid(receiving[0].job.studyInstanceUID) })
+          : RED._('clara-dicom-in.status.receivingStudies', { count, studies: receiving.length });
+        return { fill: 'blue', shape: 'dot', text: lastError ? RED._('clara-dicom-in.status.withRefused', { status: text, count: scp.stats.rejected }) : text };
       }
-      if (ingesting > 0) return { fill: 'blue', shape: 'ring', text: `ingesting ${ingesting} folder(s)` };
-      if (listeningPort === undefined) return { fill: 'grey', shape: 'ring', text: 'starting' };
-      const counts = `${jobsSent} job(s), ${scp.stats.stored} instance(s)`;
-      if (lastError) return { fill: 'red', shape: 'ring', text: `${lastError.slice(0, 50)} · :${listeningPort}` };
-      return { fill: 'green', shape: 'dot', text: `listening :${listeningPort} · ${counts}` };
+      if (ingesting > 0) return { fill: 'blue', shape: 'ring', text: RED._('clara-dicom-in.status.ingesting', { count: ingesting }) };
+      if (listeningPort === undefined) return { fill: 'grey', shape: 'ring', text: RED._('clara-dicom-in.status.starting') };
+      if (lastError) return { fill: 'red', shape: 'ring', text: RED._('clara-dicom-in.status.problem', { error: statusLine(lastError, 50), port: listeningPort }) };
+      return { fill: 'green', shape: 'dot', text: RED._('clara-dicom-in.status.listening', { port: listeningPort, jobs: jobsSent, instances: scp.stats.stored }) };
     };
     const showStatus = () => {
       statusTimer = undefined;
@@ -150,19 +201,71 @@ export = function register(RED: NodeAPI): void {
       if (!statusTimer) statusTimer = setTimeout(showStatus, STATUS_INTERVAL_MS);
     };
 
+    // ---- each job in the log (patient identity masked unless settings.js says otherwise), retention ----
+    const revealPatient = revealPatientIdentity(RED.settings);
+    const logJob = (job: CompletedJob) => {
+      let first: string | undefined;
+      try {
+        first = readdirSync(join(job.job.dir, 'dicom')).find((name) => name.endsWith('.dcm'));
+      } catch {
+        // no instance folder: nothing to name the patient by
+      }
+      const who = first ? patientForLog(patientOfFile(join(job.job.dir, 'dicom', first)), revealPatient) : 'patient unknown';
+      const from = job.summary.source === 'folder' ? job.summary.folder : `${job.summary.callingAE ?? '?'}@${job.summary.remoteAddress ?? '?'}`;
+      node.log(`job ${job.job.id}: study ${job.summary.studyInstanceUID}, ${who}, ${job.summary.instances} instance(s) in ${job.summary.series.length} series from ${from}`);
+    };
+    let retentionRun: Promise<void> | undefined;
+    let retentionAgain = false;
+    let retentionTimer: NodeJS.Timeout | undefined;
+    let closed = false;
+    const runRetention = () => {
+      if (closed || !retentionEnabled(settings.retention)) return;
+      if (retentionRun) {
+        retentionAgain = true;
+        return;
+      }
+      retentionRun = applyRetention(settings.workRoot, settings.retention)
+        .then((report) => {
+          const mb = (bytes: number) => (bytes / 1048576).toFixed(1);
+          if (report.removed.length > 0) {
+            const byAge = report.removed.filter((r) => r.reason === 'age').length;
+            node.log(`retention: removed ${report.removed.length} finished job(s) (${byAge} by age, ${report.removed.length - byAge} by quota), freed ${mb(report.freedBytes)} MB${report.totalBytes !== undefined ? `; jobs now take ${mb(report.totalBytes)} MB` : ''}`);
+          }
+          for (const failure of report.errors) node.warn(`clara-dicom-in: retention cannot remove job ${failure.id}: ${failure.message}`);
+        }, (err: Error) => node.warn(`clara-dicom-in: retention: ${err.message}`))
+        .finally(() => {
+          retentionRun = undefined;
+          if (retentionAgain) {
+            retentionAgain = false;
+            runRetention();
+          }
+        });
+    };
+    if (retentionEnabled(settings.retention)) {
+      retentionTimer = setInterval(runRetention, RETENTION_INTERVAL_MS);
+      retentionTimer.unref();
+      runRetention();
+    }
+
     scp.on('job', (job) => {
       jobsSent++;
       lastError = undefined;
+      logJob(job);
       node.send(jobMessage(job));
       scheduleStatus();
+      runRetention();
     });
     scp.on('instance', scheduleStatus);
     scp.on('rejected', (r) => {
-      lastError = `refused ${shortUid(r.sopInstanceUID)}: ${r.reason}`;
+      lastError = RED._('clara-dicom-in.status.refusedInstance', { uid: shortUid(r.sopInstanceUID), reason: r.reason });
       scheduleStatus();
     });
     scp.on('association', (a) => {
-      if (a.event === 'rejected') lastError = `rejected ${a.callingAE}@${a.remoteAddress}`;
+      if (a.event === 'rejected') {
+        lastError = a.callingAE
+          ? RED._('clara-dicom-in.status.rejectedAssociation', { ae: a.callingAE, address: a.remoteAddress })
+          : RED._('clara-dicom-in.status.refusedConnection', { address: a.remoteAddress, reason: a.reason ?? '' });
+      }
       scheduleStatus();
     });
     scp.on('error', (err) => {
@@ -171,7 +274,7 @@ export = function register(RED: NodeAPI): void {
       scheduleStatus();
     });
 
-    node.status({ fill: 'grey', shape: 'ring', text: 'starting' });
+    statusAtDeploy(RED, node, { fill: 'grey', shape: 'ring', text: RED._('clara-dicom-in.status.starting') });
     const started = scp.listen().then(
       ({ port }) => {
         listeningPort = port;
@@ -179,7 +282,7 @@ export = function register(RED: NodeAPI): void {
         showStatus();
       },
       (err: Error) => {
-        startError = err.message.slice(0, 60);
+        startError = err.message;
         node.error(`clara-dicom-in: ${err.message}`);
         showStatus();
       },
@@ -189,12 +292,14 @@ export = function register(RED: NodeAPI): void {
     node.on('input', (msg: NodeMessageInFlow, send, done) => {
       const folder = msg.payload;
       if (typeof folder !== 'string' || folder.trim() === '') {
-        done(new Error('clara-dicom-in: msg.payload must be the path of a folder of DICOM files'));
+        lastError = 'msg.payload must be the path of a folder of DICOM files';
+        scheduleStatus();
+        done(new Error(`clara-dicom-in: ${lastError}`));
         return;
       }
       ingesting++;
       scheduleStatus();
-      ingestFolder(folder.trim(), store, { grouping: settings.grouping, calledAE: settings.aeTitle })
+      ingestFolder(folder.trim(), store, { grouping: settings.grouping, calledAE: settings.aeTitle, removeSource: msg.removeSource === true })
         .then((result) => {
           if (result.skipped.length > 0) {
             const first = result.skipped.slice(0, 3).map((s) => `${s.path}: ${s.reason}`).join('; ');
@@ -227,11 +332,18 @@ export = function register(RED: NodeAPI): void {
               delete out.replacedCount;
             }
             jobsSent++;
+            logJob(job);
             send(out);
           });
+          runRetention();
+          lastError = undefined;
           done();
         })
-        .catch((err: Error) => done(err))
+        .catch((err: Error) => {
+          // Shown until the next job arrives; the catch node and the log get the whole message.
+          lastError = err.message.replace(/^clara-dicom-in: /, '');
+          done(err);
+        })
         .finally(() => {
           ingesting--;
           scheduleStatus();
@@ -241,10 +353,13 @@ export = function register(RED: NodeAPI): void {
     node.on('close', (_removed: boolean, done: () => void) => {
       if (statusTimer) clearTimeout(statusTimer);
       statusTimer = undefined;
+      closed = true;
+      if (retentionTimer) clearInterval(retentionTimer);
       // Jobs still receiving stay "receiving" on disk; the next clara-dicom-in with this work root and AE
       // title resumes them (a redeploy therefore loses nothing).
       started
         .then(() => scp.close())
+        .then(() => retentionRun)
         .catch((err: Error) => node.error(`clara-dicom-in: close failed: ${err.message}`))
         .finally(() => {
           node.status({});

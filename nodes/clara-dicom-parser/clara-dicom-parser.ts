@@ -5,6 +5,7 @@ import {
   OUTPUT_FORMATS, type OutputFormat, ParseAbortedError, type ParseResult, type ParserSummary, SPACING_POLICIES, type SpacingPolicy,
   parseStudy, parserSummaryOf,
 } from '../../lib/volume/parse';
+import { errorStatus, statusAtDeploy } from '../status-text';
 
 /** The editor's settings, as Node-RED stores them. */
 interface ClaraDicomParserDef extends NodeDef {
@@ -29,7 +30,7 @@ export = function register(RED: NodeAPI): void {
         : undefined;
     if (configError) {
       node.error(`clara-dicom-parser: ${configError}`);
-      node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
+      statusAtDeploy(RED, node, errorStatus(configError));
       node.on('input', (_msg: NodeMessageInFlow, _send, done) => done(new Error(`clara-dicom-parser: ${configError}`)));
       return;
     }
@@ -44,7 +45,7 @@ export = function register(RED: NodeAPI): void {
       const job = jobRefOf(msg as { job?: unknown });
       const started = Date.now();
       setJobState(job.dir, 'parsing');
-      node.status({ fill: 'blue', shape: 'dot', text: 'parsing: reading headers' });
+      node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-dicom-parser.status.readingHeaders') });
       let result: ParseResult;
       try {
         result = await parseStudy(join(job.dir, DICOM_DIR), operatorDir(job.dir, PARSER_DIR), {
@@ -53,13 +54,19 @@ export = function register(RED: NodeAPI): void {
           clean: true,
           signal: abort.signal,
           onProgress: (p) => {
-            if (p.stage === 'convert' && p.done < p.total) node.status({ fill: 'blue', shape: 'dot', text: `parsing ${p.done + 1}/${p.total} series` });
+            if (p.stage === 'convert' && p.done < p.total) node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-dicom-parser.status.parsing', { series: p.done + 1, total: p.total }) });
           },
         });
       } catch (err) {
         const message = err instanceof ParseAbortedError ? 'parser stopped (node closed or redeployed) before the job was parsed' : (err as Error).message;
-        recordJobError(job.dir, STAGE, message, true);
-        throw new Error(`clara-dicom-parser: job ${job.id}: ${message}`);
+        // On a full disk job.json may not take the failure either; the reason must still reach the flow.
+        let unrecorded = '';
+        try {
+          recordJobError(job.dir, STAGE, message, true);
+        } catch (recordErr) {
+          unrecorded = ` (job.json could not record it: ${(recordErr as NodeJS.ErrnoException).code ?? (recordErr as Error).message})`;
+        }
+        throw new Error(`clara-dicom-parser: job ${job.id}: ${message}${unrecorded}`);
       }
       if (result.volumes.length === 0) {
         const reasons = [...new Set(result.skipped.map((s) => s.reason))].slice(0, 3).join('; ');
@@ -81,19 +88,24 @@ export = function register(RED: NodeAPI): void {
       send(msg);
       const skipped = result.skipped.filter((s) => s.kind === 'series' || s.kind === 'stack').length;
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      node.status({ fill: 'green', shape: 'dot', text: `parsed ${result.volumes.length} volume(s)${skipped ? `, ${skipped} skipped` : ''} in ${seconds} s` });
+      node.status({
+        fill: 'green', shape: 'dot',
+        text: RED._(skipped ? 'clara-dicom-parser.status.parsedSkipped' : 'clara-dicom-parser.status.parsed', { volumes: result.volumes.length, skipped, seconds }),
+      });
     }
 
     node.on('input', (msg: NodeMessageInFlow, send, done) => {
       waiting++;
-      if (waiting > 1) node.status({ fill: 'blue', shape: 'ring', text: `${waiting - 1} job(s) queued` });
+      if (waiting > 1) node.status({ fill: 'blue', shape: 'ring', text: RED._('clara-dicom-parser.status.queued', { count: waiting - 1 }) });
       queue = queue.then(async () => {
         waiting--;
         try {
           await parseJob(msg, send);
           done();
         } catch (err) {
-          node.status({ fill: 'red', shape: 'ring', text: (err as Error).message.replace(/^clara-dicom-parser: /, '').slice(0, 60) });
+          // The reason in the status; the job id with it in the log and the catch node, the stack at debug level.
+          node.status(errorStatus((err as Error).message.replace(/^clara-dicom-parser: (job \S+: )?/, '')));
+          if ((err as Error).stack) node.debug((err as Error).stack);
           done(err as Error);
         }
       });

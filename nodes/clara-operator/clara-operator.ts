@@ -1,4 +1,5 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { statusAtDeploy, statusLine } from '../status-text';
 
 /** What the importer keeps of a Clara operator this package has no node for. */
 interface ClaraOperatorDef extends NodeDef {
@@ -19,7 +20,7 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const image = `${config.image || '?'}${config.tag ? `:${config.tag}` : ''}`;
     this.warn(`${TYPE} "${config.name || config.id}": the Clara operator ${image} is not executable here; messages pass through unchanged`);
-    this.status({ fill: 'yellow', shape: 'ring', text: `not executable here: ${image}`.slice(0, 60) });
+    statusAtDeploy(RED, this, { fill: 'yellow', shape: 'ring', text: statusLine(RED._('clara-operator.status.notExecutable', { image })) });
     this.on('input', (msg: NodeMessageInFlow, send, done) => {
       send(msg);
       done();

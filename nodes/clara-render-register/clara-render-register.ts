@@ -19,6 +19,8 @@ type ClaraRenderRegisterDef = NodeDef & {
 
 const TYPE = 'clara-render-register';
 const STAGE = 'render';
+/** The editor's comms topic for "job rendered, here is its viewer" (the html subscribes to it). */
+const VIEWER_LINK_TOPIC = 'clara-render-register/viewer';
 
 /** msg.render in viewer mode: where the snapshots are and the viewer page of the job. */
 interface RenderSummary {
@@ -91,14 +93,16 @@ export = function register(RED: NodeAPI): void {
   function ClaraRenderRegisterNode(this: Node, config: ClaraRenderRegisterDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const { settings, configError } = settingsAtDeploy(node, TYPE, () => settingsOf(config, userDir()));
+    const { settings, configError } = settingsAtDeploy(RED, node, TYPE, () => settingsOf(config, userDir()));
     // The default work root is listed even before a first job, so the list page answers from the start.
     if (settings?.mode === 'viewer') registerViewer(httpNode, settings.workRoot ?? defaultWorkRoot(userDir()), (m) => node.warn(m));
 
     async function viewer(msg: NodeMessageInFlow, job: JobRef, publishDir: string): Promise<void> {
       // Jobs may live under another root than the default (clara-dicom-in's work root setting).
       registerViewer(httpNode, dirname(job.dir), (m) => node.warn(m));
-      node.status({ fill: 'blue', shape: 'dot', text: 'rendering snapshots' });
+      node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-render-register.status.rendering') });
+      // Let the status reach the editor before the (synchronous) rendering holds the event loop.
+      await new Promise((resolve) => setImmediate(resolve));
       const result = renderPublished(publishDir, insideDir(job.dir, RENDER_DIR));
       const viewerUrl = `${viewerBase(RED.settings.httpNodeRoot)}/${encodeURIComponent(job.id)}`;
       updateJob(job.dir, (r) => {
@@ -107,7 +111,10 @@ export = function register(RED: NodeAPI): void {
       });
       const summary: RenderSummary = { dir: insideDir(job.dir, RENDER_DIR), snapshots: result.files, viewerUrl, centre: result.centre, lesion: result.lesion };
       Object.assign(msg, { payload: result.montage, render: summary });
-      node.status({ fill: 'green', shape: 'dot', text: viewerUrl });
+      node.status({ fill: 'green', shape: 'dot', text: RED._('clara-render-register.status.viewer', { url: viewerUrl }) });
+      // A status cannot be clicked: the editor (clara-render-register.html) shows this as a notification
+      // with the viewer link, and keeps it for the node's edit dialog.
+      RED.comms.publish(VIEWER_LINK_TOPIC, { node: node.id, job: job.id, url: viewerUrl }, false);
     }
 
     async function post(msg: NodeMessageInFlow, job: JobRef, publishDir: string, url: URL): Promise<void> {
@@ -120,7 +127,7 @@ export = function register(RED: NodeAPI): void {
       });
       const body: RenderServerPost = { job: { id: job.id, studyInstanceUID: job.studyInstanceUID }, meta: readJson('config.meta'), settings: readJson(meta.settings), files };
       const text = JSON.stringify(body);
-      node.status({ fill: 'blue', shape: 'dot', text: `posting ${files.length} files to ${url.host}` });
+      node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-render-register.status.posting', { files: files.length, host: url.host }) });
       let res: Response;
       try {
         res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: text, signal: AbortSignal.timeout(settings!.timeoutMs) });
@@ -142,7 +149,7 @@ export = function register(RED: NodeAPI): void {
       });
       const summary: RenderServerSummary = { url: url.href, status: res.status, files: names, bytes: Buffer.byteLength(text), response };
       Object.assign(msg, { render: summary });
-      node.status({ fill: 'green', shape: 'dot', text: `posted to ${url.host} (${res.status})` });
+      node.status({ fill: 'green', shape: 'dot', text: RED._('clara-render-register.status.posted', { host: url.host, status: res.status }) });
     }
 
     async function registerOne(msg: NodeMessageInFlow, send: SendFunction): Promise<void> {
@@ -160,7 +167,7 @@ export = function register(RED: NodeAPI): void {
       send(msg);
     }
 
-    workJobsInOrder(node, { type: TYPE, work: registerOne });
+    workJobsInOrder(node, { type: TYPE, translate: RED._, work: registerOne });
   }
 
   RED.nodes.registerType(TYPE, ClaraRenderRegisterNode);

@@ -2,6 +2,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { generateUid } from '../../lib/dicom/uids';
 import { type JobRef, jobRefOf, messagePath, recordJobError, setJobState, updateJob } from '../../lib/job';
 import { type SendFunction, settingsAtDeploy, workJobsInOrder } from '../job-queue';
+import { statusLine } from '../status-text';
 import { MAX_TOLERANCE_PX } from '../../lib/rtstruct/contours';
 import { type JobRtStructResult, writeJobStructureSets } from '../../lib/rtstruct/job';
 import { type RoiLabel, parseLabels } from '../../lib/rtstruct/labels';
@@ -53,7 +54,7 @@ export = function register(RED: NodeAPI): void {
   function ClaraRtStructWriterNode(this: Node, config: ClaraRtStructWriterDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const { settings, configError } = settingsAtDeploy(node, TYPE, () => settingsOf(config));
+    const { settings, configError } = settingsAtDeploy(RED, node, TYPE, () => settingsOf(config));
 
     let closing = false;
 
@@ -65,7 +66,7 @@ export = function register(RED: NodeAPI): void {
         if (closing) throw new Error('the node was closed or redeployed before the job was written');
         const inference = (msg as { inference?: unknown }).inference;
         setJobState(job.dir, 'writing', 'rtstruct-writing');
-        node.status({ fill: 'blue', shape: 'dot', text: 'contouring' });
+        node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-rtstruct-writer.status.contouring') });
         // Let the status reach the editor before the (synchronous) contouring holds the event loop.
         await new Promise((resolve) => setImmediate(resolve));
         result = writeJobStructureSets(job.dir, { ...settings, inference, algorithm: algorithmOf(inference), parserDir: messagePath(msg, 'parser', 'dir') });
@@ -87,15 +88,16 @@ export = function register(RED: NodeAPI): void {
       if (found) {
         send([msg, null]);
         const rois = result.files[0].rois.filter((r) => r.contours > 0).length;
-        node.status({ fill: 'green', shape: 'dot', text: `wrote ${result.files.length} RTSTRUCT (${rois} ROI(s), ${contours} contours) in ${result.seconds.toFixed(1)} s`.slice(0, 60) });
+        node.status({ fill: 'green', shape: 'dot', text: statusLine(RED._('clara-rtstruct-writer.status.wrote', { files: result.files.length, rois, contours, seconds: result.seconds.toFixed(1) })) });
       } else {
         send([null, msg]);
-        node.status({ fill: 'green', shape: 'ring', text: `no findings (${result.empty.length} empty segmentation(s))` });
+        node.status({ fill: 'green', shape: 'ring', text: RED._('clara-rtstruct-writer.status.noFindings', { empty: result.empty.length }) });
       }
     }
 
     workJobsInOrder(node, {
       type: TYPE,
+      translate: RED._,
       work: writeOne,
       stopping: () => {
         closing = true;

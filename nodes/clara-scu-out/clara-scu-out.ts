@@ -4,6 +4,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { type OutboxTask, Outbox, type ResolvedDestination, jobOutputFiles } from '../../lib/dimse/outbox';
 import { type JobRef, defaultWorkRoot, jobFilePath, recordJobError, updateJob } from '../../lib/job';
 import type { ClaraDicomDestinationNode } from '../clara-dicom-destination/destination-node';
+import { errorStatus, statusAtDeploy, statusLine } from '../status-text';
 
 /** The editor's settings, as Node-RED stores them. */
 type ClaraScuOutDef = NodeDef & {
@@ -130,7 +131,7 @@ export = function register(RED: NodeAPI): void {
     } catch (err) {
       configError = (err as Error).message;
       node.error(`${TYPE}: ${configError}`);
-      node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
+      statusAtDeploy(RED, node, errorStatus(configError));
     }
 
     /** The chosen config node first, then every clara-dicom-destination by name (case-insensitive, as Clara). */
@@ -162,16 +163,20 @@ export = function register(RED: NodeAPI): void {
       if (s.inProgress.length > 0) {
         const r = s.inProgress[0];
         const more = s.inProgress.length - 1 + s.pending;
-        return { kind: 'sending', status: { fill: 'blue', shape: 'dot', text: `sending ${r.delivered}/${r.total}${more > 0 ? ` (+${more} queued)` : ''}` } };
+        const text = more > 0
+          ? RED._('clara-scu-out.status.sendingMore', { delivered: r.delivered, total: r.total, more })
+          : RED._('clara-scu-out.status.sending', { delivered: r.delivered, total: r.total });
+        return { kind: 'sending', status: { fill: 'blue', shape: 'dot', text } };
       }
       if (s.waiting.length > 0) {
         const w = s.waiting.reduce((a, b) => (a.nextAttemptAt < b.nextAttemptAt ? a : b));
         const seconds = Math.max(0, Math.ceil((Date.parse(w.nextAttemptAt) - Date.now()) / 1000));
-        return { kind: 'retrying', status: { fill: 'yellow', shape: 'ring', text: `retrying in ${seconds} s (attempt ${w.attempt}/${w.maxAttempts}): ${w.lastError ?? ''}` } };
+        const text = RED._('clara-scu-out.status.retrying', { seconds, attempt: w.attempt, attempts: w.maxAttempts, error: statusLine(w.lastError ?? '', 80) });
+        return { kind: 'retrying', status: { fill: 'yellow', shape: 'ring', text } };
       }
-      if (queued > 0) return { kind: 'pending', status: { fill: 'blue', shape: 'ring', text: `${queued} pending` } };
+      if (queued > 0) return { kind: 'pending', status: { fill: 'blue', shape: 'ring', text: RED._('clara-scu-out.status.pending', { count: queued }) } };
       if (lastOutcome) return { kind: 'outcome', status: { ...lastOutcome, shape: 'dot' } };
-      return { kind: 'idle', status: { fill: 'green', shape: 'ring', text: 'idle' } };
+      return { kind: 'idle', status: { fill: 'green', shape: 'ring', text: RED._('clara-scu-out.status.idle') } };
     }
 
     function showStatus(): void {
@@ -221,8 +226,8 @@ export = function register(RED: NodeAPI): void {
         }
         if (outcome.state === 'failed') node.warn(`${TYPE}: task ${task.id} failed: ${outcome.error}`);
         lastOutcome = outcome.state === 'succeeded'
-          ? { fill: 'green', text: `delivered ${outcome.delivered} to ${task.destination.name}` }
-          : { fill: 'red', text: `failed: ${outcome.error ?? ''}` };
+          ? { fill: 'green', text: RED._('clara-scu-out.status.delivered', { count: outcome.delivered, destination: task.destination.name }) }
+          : { fill: 'red', text: RED._('clara-scu-out.status.failed', { error: statusLine(outcome.error ?? '', 70) }) };
         const msg: Record<string, unknown> = { topic: task.destination.name, payload: outcome };
         if (job) msg.job = job;
         if (typeof context.msgid === 'string') msg._queuedMsgid = context.msgid;
@@ -236,7 +241,13 @@ export = function register(RED: NodeAPI): void {
       tick.unref();
       const resumed = outbox.resume(workRoot);
       if (resumed.length > 0) node.log(`${TYPE}: resumed ${resumed.length} pending task(s) from ${workRoot}`);
-      showStatus();
+      const initial = currentStatus();
+      if (initial) {
+        lastKind = initial.kind;
+        lastText = initial.status.text;
+        lastStatusAt = Date.now();
+        statusAtDeploy(RED, node, initial.status);
+      }
     }
 
     node.on('input', (msg: NodeMessageInFlow, send, done) => {
@@ -273,7 +284,7 @@ export = function register(RED: NodeAPI): void {
         done();
       } catch (err) {
         const message = (err as Error).message;
-        node.status({ fill: 'red', shape: 'ring', text: message.slice(0, 60) });
+        node.status(errorStatus(message));
         lastText = '';
         done(new Error(`${TYPE}: ${message}`));
       }

@@ -68,7 +68,7 @@ export = function register(RED: NodeAPI): void {
   function ClaraSegWriterNode(this: Node, config: ClaraSegWriterDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const { settings, configError } = settingsAtDeploy(node, TYPE, () => settingsOf(config));
+    const { settings, configError } = settingsAtDeploy(RED, node, TYPE, () => settingsOf(config));
 
 
     function writeOne(msg: NodeMessageInFlow, send: SendFunction): void {
@@ -77,7 +77,7 @@ export = function register(RED: NodeAPI): void {
       try {
         if (configError || !settings) throw new Error(configError ?? 'not configured');
         setJobState(job.dir, 'writing', 'seg-writing');
-        node.status({ fill: 'blue', shape: 'dot', text: 'writing SEG' });
+        node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-seg-writer.status.writing') });
         result = writeJobSegmentations(job.dir, { ...settings.options, segments: settings.segments, inference: inferenceOf(msg), selectedImages: messagePath(msg, 'selection', 'selectedImages') });
       } catch (err) {
         const message = (err as Error).message;
@@ -106,12 +106,12 @@ export = function register(RED: NodeAPI): void {
       send(found ? [msg, null] : [null, msg]);
       node.status(
         found
-          ? { fill: 'green', shape: 'dot', text: `wrote ${result.files.length} SEG (${frames} frame${frames === 1 ? '' : 's'}) in ${result.seconds.toFixed(1)} s` }
-          : { fill: 'green', shape: 'ring', text: 'no findings: nothing written' },
+          ? { fill: 'green', shape: 'dot', text: RED._(frames === 1 ? 'clara-seg-writer.status.wroteOneFrame' : 'clara-seg-writer.status.wrote', { files: result.files.length, frames, seconds: result.seconds.toFixed(1) }) }
+          : { fill: 'green', shape: 'ring', text: RED._('clara-seg-writer.status.noFindings') },
       );
     }
 
-    workJobsInOrder(node, { type: TYPE, work: writeOne });
+    workJobsInOrder(node, { type: TYPE, translate: RED._, work: writeOne });
   }
 
   RED.nodes.registerType(TYPE, ClaraSegWriterNode);

@@ -6,6 +6,7 @@ import { type CompiledRules, type RuleProblem, RulesError, type RulesSource, com
 import { readDicomMetadata, runSelection, type SelectionSummary, selectionSummaryOf } from '../../lib/select/run';
 import { selectSeries } from '../../lib/select/match';
 import { DICOM_METADATA_FILE } from '../../lib/volume/parse';
+import { errorStatus, statusAtDeploy, statusLine } from '../status-text';
 
 /** The editor's settings, as Node-RED stores them. */
 interface ClaraSeriesSelectorDef extends NodeDef {
@@ -74,11 +75,12 @@ export = function register(RED: NodeAPI): void {
       rules = compileFromConfig(config, userDir());
       if (config.rulesType === 'file') deployedFileRules.set(node.id, { path: rulesSourceOf(config, userDir()).text, rules });
       for (const warning of rules.warnings) node.warn(`${TYPE}: ${warning}`);
-      node.status(rules.selectAll ? { fill: 'grey', shape: 'ring', text: 'no rules: every series' } : {});
+      if (rules.selectAll) statusAtDeploy(RED, node, { fill: 'grey', shape: 'ring', text: RED._('clara-series-selector.status.selectAll') });
+      else node.status({});
     } catch (err) {
       rulesError = `invalid selection rules: ${(err as Error).message}`;
       node.error(`${TYPE}: ${rulesError}`);
-      node.status({ fill: 'red', shape: 'ring', text: rulesError.slice(0, 60) });
+      statusAtDeploy(RED, node, errorStatus(rulesError));
     }
 
     node.on('input', (msg: NodeMessageInFlow, send, done) => {
@@ -100,6 +102,7 @@ export = function register(RED: NodeAPI): void {
         } else {
           throw new Error(rulesError ?? 'no rules');
         }
+        node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-series-selector.status.selecting') });
         const run = runSelection(parserDir, operatorDir(job.dir, SELECTOR_DIR), active);
         const summary = selectionSummaryOf(run, active.warnings);
         updateJob(job.dir, (r) => {
@@ -110,11 +113,12 @@ export = function register(RED: NodeAPI): void {
         (msg as NodeMessageInFlow & { selection: SelectionSummary }).selection = summary;
         if (run.report.matched) {
           const picked = summary.selections.flatMap((s) => s.series.map((x) => x.seriesDescription || x.seriesInstanceUID));
-          node.status({ fill: 'green', shape: 'dot', text: `selected ${picked.length}: ${picked.slice(0, 2).join(', ')}${picked.length > 2 ? ', …' : ''}`.slice(0, 60) });
+          const names = `${picked.slice(0, 2).join(', ')}${picked.length > 2 ? ', …' : ''}`;
+          node.status({ fill: 'green', shape: 'dot', text: statusLine(RED._('clara-series-selector.status.selected', { count: picked.length, names })) });
           send([msg, null]);
         } else {
           const names = summary.unmatched.map((u) => u.name).join(', ');
-          node.status({ fill: 'yellow', shape: 'ring', text: `no match: ${names}`.slice(0, 60) });
+          node.status({ fill: 'yellow', shape: 'ring', text: statusLine(RED._('clara-series-selector.status.noMatch', { names })) });
           node.warn(`${TYPE}: job ${job.id}: no series matched selection(s) ${names}; see ${run.reportFile}`);
           send([null, msg]);
         }
@@ -122,7 +126,8 @@ export = function register(RED: NodeAPI): void {
       } catch (err) {
         const message = (err as Error).message;
         if (job && existsSync(jobFilePath(job.dir))) recordJobError(job.dir, STAGE, message, false);
-        node.status({ fill: 'red', shape: 'ring', text: message.slice(0, 60) });
+        node.status(errorStatus(message));
+        if ((err as Error).stack) node.debug((err as Error).stack);
         done(new Error(`${TYPE}: ${job ? `job ${job.id}: ` : ''}${message}`));
       }
     });

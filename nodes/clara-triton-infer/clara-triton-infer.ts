@@ -6,6 +6,7 @@ import { SlidingWindowAbortedError } from '../../lib/infer/sliding-window';
 import { type JobRef, jobRefOf, messagePath, recordJobError, setJobState, updateJob } from '../../lib/job';
 import type { ClaraTritonServerNode } from '../clara-triton-server/server-node';
 import { type SendFunction, workJobsInOrder } from '../job-queue';
+import { type Translate, errorStatus, statusAtDeploy, statusLine } from '../status-text';
 
 /** The editor's settings, as Node-RED stores them. */
 type ClaraTritonInferDef = NodeDef & InferenceFields & { server?: string; format?: string };
@@ -29,11 +30,11 @@ function summaryOf(result: JobInferenceResult): InferenceSummary {
   };
 }
 
-function healthText(health: ServerHealth, model: string): { fill: 'green' | 'red' | 'yellow'; text: string } {
-  if (!health.live) return { fill: 'red', text: `server not live: ${health.detail ?? 'unreachable'}` };
-  if (!health.ready) return { fill: 'yellow', text: `server live, not ready${health.detail ? `: ${health.detail}` : ''}` };
-  if (health.modelReady === false) return { fill: 'red', text: `model ${model} not ready: ${health.detail ?? ''}` };
-  return { fill: 'green', text: `ready: ${model}` };
+function healthText(health: ServerHealth, model: string, _: Translate): { fill: 'green' | 'red' | 'yellow'; text: string } {
+  if (!health.live) return { fill: 'red', text: _('clara-triton-infer.status.notLive', { detail: health.detail ?? 'unreachable' }) };
+  if (!health.ready) return { fill: 'yellow', text: health.detail ? _('clara-triton-infer.status.notReadyDetail', { detail: health.detail }) : _('clara-triton-infer.status.notReady') };
+  if (health.modelReady === false) return { fill: 'red', text: _('clara-triton-infer.status.modelNotReady', { model, detail: health.detail ?? '' }) };
+  return { fill: 'green', text: _('clara-triton-infer.status.ready', { model }) };
 }
 
 export = function register(RED: NodeAPI): void {
@@ -61,7 +62,7 @@ export = function register(RED: NodeAPI): void {
     }
     if (configError) {
       node.error(`${TYPE}: ${configError}`);
-      node.status({ fill: 'red', shape: 'ring', text: configError.slice(0, 60) });
+      statusAtDeploy(RED, node, errorStatus(configError));
     }
 
     const abort = new AbortController();
@@ -73,8 +74,8 @@ export = function register(RED: NodeAPI): void {
       if (!server || !inference) return;
       const health = await server.health(inference.model, inference.version || undefined);
       if (jobs?.busy() || abort.signal.aborted) return;
-      const { fill, text } = healthText(health, inference.model);
-      node.status({ fill, shape: 'ring', text: text.slice(0, 60) });
+      const { fill, text } = healthText(health, inference.model, RED._);
+      node.status({ fill, shape: 'ring', text: statusLine(text) });
       if (fill !== 'green') node.warn(`${TYPE}: ${server.description}: ${text}`);
     }
     if (server) void showHealth();
@@ -86,7 +87,7 @@ export = function register(RED: NodeAPI): void {
         if (configError || !server || !inference) throw new Error(configError ?? 'not configured');
         const model = inference.model;
         setJobState(job.dir, 'inferring', 'inferring');
-        node.status({ fill: 'blue', shape: 'dot', text: `inferring: loading ${model}` });
+        node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-triton-infer.status.loading', { model }) });
         let lastStatus = 0;
         result = await inferJob(job.dir, {
           server,
@@ -98,9 +99,13 @@ export = function register(RED: NodeAPI): void {
             const now = Date.now();
             if (p.stage === 'infer' && now - lastStatus < PROGRESS_INTERVAL_MS && p.windowsDone !== p.windowsTotal) return;
             lastStatus = now;
-            const series = p.seriesTotal > 1 ? ` (series ${p.series}/${p.seriesTotal})` : '';
-            const text = p.stage === 'infer' ? `inferring: windows ${p.windowsDone}/${p.windowsTotal}` : `inferring: ${p.stage === 'preprocess' ? 'preprocessing' : 'postprocessing'}`;
-            node.status({ fill: 'blue', shape: 'dot', text: `${text}${series}` });
+            const text = p.stage === 'infer'
+              ? RED._('clara-triton-infer.status.windows', { done: p.windowsDone ?? 0, total: p.windowsTotal ?? 0 })
+              : RED._(p.stage === 'preprocess' ? 'clara-triton-infer.status.preprocessing' : 'clara-triton-infer.status.postprocessing');
+            node.status({
+              fill: 'blue', shape: 'dot',
+              text: p.seriesTotal > 1 ? RED._('clara-triton-infer.status.ofSeries', { status: text, series: p.series, total: p.seriesTotal }) : text,
+            });
           },
         });
       } catch (err) {
@@ -120,13 +125,14 @@ export = function register(RED: NodeAPI): void {
       const counts = Object.entries(result.series[0]?.labelCounts ?? {}).map(([label, n]) => `${label}: ${n}`).join(', ');
       node.status(
         labelled > 0
-          ? { fill: 'green', shape: 'dot', text: `segmented ${result.series.length} series (${counts}) in ${result.seconds.toFixed(1)} s`.slice(0, 60) }
-          : { fill: 'green', shape: 'ring', text: `no findings (${result.series.length} series, ${result.seconds.toFixed(1)} s)` },
+          ? { fill: 'green', shape: 'dot', text: statusLine(RED._('clara-triton-infer.status.segmented', { series: result.series.length, counts, seconds: result.seconds.toFixed(1) })) }
+          : { fill: 'green', shape: 'ring', text: RED._('clara-triton-infer.status.noFindings', { series: result.series.length, seconds: result.seconds.toFixed(1) }) },
       );
     }
 
     jobs = workJobsInOrder(node, {
       type: TYPE,
+      translate: RED._,
       work: inferOne,
       stopping: () => abort.abort(),
       stopped: () => ownServer?.close(),

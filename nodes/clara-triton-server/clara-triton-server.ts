@@ -41,7 +41,8 @@ export = function register(RED: NodeAPI): void {
   RED.nodes.registerType(TYPE, ClaraTritonServerNode);
 
   // "Test connection" in the editor: the unsaved settings, and optionally a model to check.
-  RED.httpAdmin.post(`/${TYPE}/test`, RED.auth.needsPermission(`${TYPE}.read`), async (req, res) => {
+  // It makes this server connect to a host the caller names: only users who may change flows.
+  RED.httpAdmin.post(`/${TYPE}/test`, RED.auth.needsPermission('flows.write'), async (req, res) => {
     const body = (req.body ?? {}) as ClaraTritonServerDef & { model?: string; version?: string };
     let server: InferenceServer;
     try {

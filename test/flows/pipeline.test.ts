@@ -74,6 +74,15 @@ describe('flows/pipeline: Clara pipeline YAML, read safely and checked', () => {
     refused(huge, /the document is 50\.0 MiB; a pipeline may be at most 1\.0 MiB/);
   });
 
+  it('refuses flow collections nested thousands deep before the YAML parser recurses into them, as often as it is asked', () => {
+    // Parsed twice in one process, such a document used to end the process (V8 out of regexp memory).
+    const deep = `api-version: 0.4.0\nname: deep\noperators: []\nx: ${'['.repeat(2284)}1\n`;
+    for (let k = 0; k < 3; k++) refused(deep, /flow collections \(\[ \] and \{ \}\) nested more than 64 deep/, 4);
+    // Brackets inside quoted scalars and comments, and an apostrophe in plain text, are not nesting.
+    const pipeline = parsePipeline(minimal(`- name: a\n  description: Clara's ${'['.repeat(100)} "text"\n  container: {image: x, command: ["${'{'.repeat(100)}"]}\n  # ${'['.repeat(100)}\n  input:\n  - path: /input\n`));
+    assert.equal(pipeline.operators[0].description, `Clara's ${'['.repeat(100)} "text"`);
+  });
+
   it('warns about keys api-version 0.3/0.4 do not use, and reads variables nested under container', () => {
     const pipeline = parsePipeline(minimal('- name: a\n  container:\n    image: x\n    variables: {NVIDIA_SEG_LABELS: \'["A"]\'}\n  models: [m]\n  input:\n  - path: /input\n'));
     assert.deepEqual(pipeline.operators[0].variables, { NVIDIA_SEG_LABELS: '["A"]' });

@@ -67,4 +67,10 @@ describe('lib/select python-regex: Python re patterns in JavaScript', () => {
       assert.throws(() => translatePythonPattern(pattern), (err: Error) => err instanceof PatternTranslationError && reason.test(err.message) && err.message.includes(JSON.stringify(pattern)));
     });
   }
+
+  it('refuses, at compile time, a pattern JavaScript cannot compile (too large), with the pattern shortened in the message', () => {
+    const huge = 'x'.repeat(100000);
+    assert.throws(() => compileSearch(huge), (err: Error) => err instanceof PatternTranslationError && /JavaScript cannot compile it/.test(err.message) && err.message.length < 400);
+    assert.ok(compileSearch('^T1').test('t1 mprage'), 'an ordinary pattern still compiles and matches');
+  });
 });

@@ -4,8 +4,12 @@ import { join } from 'node:path';
 import { freeLoopbackPort } from '../../lib/dimse/ports';
 import { delay } from './tools';
 
-/** The package root: Node-RED loads it as the installed module node-red-contrib-clara-dicom (catalogues, examples). */
-export const PACKAGE_ROOT = join(__dirname, '..', '..', '..');
+/**
+ * The package root: Node-RED loads it as the installed module node-red-contrib-clara-dicom (catalogues, examples).
+ * CLARA_TEST_PACKAGE_ROOT points it at another folder laid out like the package (its package.json, dist/ a link
+ * to a private BUILD_DIR build), so that a private build's headless tests run its own nodes, not dist/'s.
+ */
+export const PACKAGE_ROOT = process.env.CLARA_TEST_PACKAGE_ROOT || join(__dirname, '..', '..', '..');
 
 export interface HeadlessUser {
   username: string;
@@ -21,6 +25,10 @@ export interface HeadlessRed {
   /** An admin API access token (adminAuth users only). */
   token(username: string, password: string, scope: string): Promise<string>;
   stop(): Promise<void>;
+  /** The red.js process id (its memory can be read from /proc). */
+  pid: number;
+  /** kill -9: the process dies at once, as in a crash or a power cut of the process. */
+  kill(): Promise<void>;
 }
 
 /**
@@ -84,6 +92,13 @@ export async function startHeadlessRed(userDir: string, flow: unknown[], options
       if (child.exitCode !== null) return;
       child.kill('SIGINT');
       await new Promise((resolve) => child.once('exit', resolve));
+    },
+    pid: child.pid!,
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
     },
   };
 }

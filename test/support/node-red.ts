@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import { delay } from './tools';
+import { installTranslation } from './i18n';
 
 /**
  * node-red-node-test-helper, typed for the parts the node tests use (it ships no types), and the small
@@ -39,6 +40,8 @@ export interface TestHelper {
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const helper = require('node-red-node-test-helper') as TestHelper;
 helper.init(require.resolve('node-red'));
+// Nodes' status texts come from their message catalogues, translated as the real runtime does.
+installTranslation(helper as unknown as Parameters<typeof installTranslation>[0]);
 
 /** The arguments of every call of node.status/error/warn made by this node since the flow was loaded. */
 export function callsOn(method: 'status' | 'error' | 'warn', node: TestNode): unknown[][] {
