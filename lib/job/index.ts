@@ -58,6 +58,12 @@ export function defaultWorkRoot(userDir: string): string {
   return join(userDir, 'clara-dicom', 'jobs');
 }
 
+/** A node's work-root setting as a folder: relative ones (as imported flows carry) in the user directory, empty the default. */
+export function resolveWorkRoot(setting: string | undefined, userDir: string): string {
+  const text = (setting ?? '').trim();
+  return text ? resolve(userDir, text) : defaultWorkRoot(userDir);
+}
+
 export function newJobId(now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   return `${stamp}-${randomBytes(4).toString('hex')}`;

@@ -1,12 +1,12 @@
 import { readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import { type AllowEntry, PolicyConfigError, parseAllowList, validateAeTitle } from '../../lib/dimse/policy';
 import type { StoreScp } from '../../lib/dimse/scp';
 import { type CompletedJob, GROUPINGS, type Grouping, type ReplacedFile, type SkippedFile, ingestFolder } from '../../lib/ingest';
-import { JobStore, defaultWorkRoot } from '../../lib/job';
+import { JobStore, resolveWorkRoot } from '../../lib/job';
 import { type RetentionPolicy, applyRetention, checkRetentionPolicy, retentionEnabled } from '../../lib/job/retention';
 import { patientForLog, patientOfFile, revealPatientIdentity } from '../../lib/dicom/phi';
 import { errorStatus, statusAtDeploy, statusLine } from '../status-text';
@@ -87,7 +87,7 @@ function settingsOf(config: ClaraDicomInDef, userDir: string): Settings {
     studyTimeoutSeconds: numberSetting(config.studyTimeout, 5, 'study timeout', 0.1, 86400, false),
     grouping,
     // A relative work root (as an imported flow carries) lives in the user directory, like flows.json.
-    workRoot: (config.workRoot ?? '').trim() ? resolve(userDir, (config.workRoot ?? '').trim()) : defaultWorkRoot(userDir),
+    workRoot: resolveWorkRoot(config.workRoot, userDir),
     maxPduLength: numberSetting(config.maxPdu, 65536, 'max PDU', 4096, 16 * 1024 * 1024),
     retention: checkRetentionPolicy({
       maxAgeHours: optionalNumber(config.retentionHours, 'retention (hours)'),

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { type JobRef, defaultWorkRoot, insideDir, jobRefOf, messagePath, recordJobError, updateJob } from '../../lib/job';
+import { type JobRef, insideDir, resolveWorkRoot, jobRefOf, messagePath, recordJobError, updateJob } from '../../lib/job';
 import { publishedFiles, readPublishMeta, renderPublished } from '../../lib/render/publish';
 import { PUBLISH_DIR, RENDER_DIR } from '../../lib/render/registry';
 import { type SendFunction, settingsAtDeploy, workJobsInOrder } from '../job-queue';
@@ -56,7 +56,7 @@ interface Settings {
   mode: Mode;
   url?: URL;
   timeoutMs: number;
-  workRoot?: string;
+  workRoot: string;
 }
 
 function settingsOf(config: ClaraRenderRegisterDef, userDir: string): Settings {
@@ -64,8 +64,7 @@ function settingsOf(config: ClaraRenderRegisterDef, userDir: string): Settings {
   const timeoutText = config.timeout === undefined || String(config.timeout).trim() === '' ? '30' : String(config.timeout).trim();
   const seconds = Number(timeoutText);
   if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600) throw new Error(`timeout must be 0–3600 seconds, not ${JSON.stringify(timeoutText)}`);
-  const root = (config.workRoot ?? '').trim();
-  const settings: Settings = { mode, timeoutMs: seconds * 1000, workRoot: root ? (isAbsolute(root) ? root : join(userDir, root)) : undefined };
+  const settings: Settings = { mode, timeoutMs: seconds * 1000, workRoot: resolveWorkRoot(config.workRoot, userDir) };
   if (mode === 'render-server') {
     const text = (config.url ?? '').trim();
     let url: URL;
@@ -95,7 +94,7 @@ export = function register(RED: NodeAPI): void {
     const node = this;
     const { settings, configError } = settingsAtDeploy(RED, node, TYPE, () => settingsOf(config, userDir()));
     // The default work root is listed even before a first job, so the list page answers from the start.
-    if (settings?.mode === 'viewer') registerViewer(httpNode, settings.workRoot ?? defaultWorkRoot(userDir()), (m) => node.warn(m));
+    if (settings?.mode === 'viewer') registerViewer(httpNode, settings.workRoot, (m) => node.warn(m));
 
     async function viewer(msg: NodeMessageInFlow, job: JobRef, publishDir: string): Promise<void> {
       // Jobs may live under another root than the default (clara-dicom-in's work root setting).

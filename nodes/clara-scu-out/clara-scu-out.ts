@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { type OutboxTask, Outbox, type ResolvedDestination, jobOutputFiles } from '../../lib/dimse/outbox';
-import { type JobRef, defaultWorkRoot, jobFilePath, recordJobError, updateJob } from '../../lib/job';
+import { type JobRef, jobFilePath, recordJobError, resolveWorkRoot, updateJob } from '../../lib/job';
 import type { ClaraDicomDestinationNode } from '../clara-dicom-destination/destination-node';
 import { errorStatus, statusAtDeploy, statusLine } from '../status-text';
 
@@ -114,7 +114,7 @@ export = function register(RED: NodeAPI): void {
     const chosen = config.destination ? (RED.nodes.getNode(config.destination) as ClaraDicomDestinationNode | null) : null;
     const names = namesOf(config.destinations);
     const folders = (config.folders ?? 'seg,rtstruct').split(/[\s,]+/).filter(Boolean);
-    const workRoot = config.workRoot ? (isAbsolute(config.workRoot) ? config.workRoot : join(userDir(), config.workRoot)) : defaultWorkRoot(userDir());
+    const workRoot = resolveWorkRoot(config.workRoot, userDir());
     let outbox: Outbox | undefined;
     try {
       if (config.destination && !chosen) throw new Error('the chosen clara-dicom-destination does not exist');
@@ -239,8 +239,16 @@ export = function register(RED: NodeAPI): void {
         if (outbox && outbox.snapshot().waiting.length > 0) showStatus();
       }, 1000);
       tick.unref();
-      const resumed = outbox.resume(workRoot);
-      if (resumed.length > 0) node.log(`${TYPE}: resumed ${resumed.length} pending task(s) from ${workRoot}`);
+      // Jobs live where the clara-dicom-in that made them keeps them, which need not be this node's work
+      // root: after a restart, this node's tasks are looked for in every receiver's work root too.
+      const roots = new Set([workRoot]);
+      RED.nodes.eachNode((def) => {
+        if (def.type === 'clara-dicom-in' && !(def as { d?: boolean }).d) roots.add(resolveWorkRoot((def as { workRoot?: string }).workRoot, userDir()));
+      });
+      for (const root of roots) {
+        const resumed = outbox.resume(root);
+        if (resumed.length > 0) node.log(`${TYPE}: resumed ${resumed.length} pending task(s) from ${root}`);
+      }
       const initial = currentStatus();
       if (initial) {
         lastKind = initial.kind;

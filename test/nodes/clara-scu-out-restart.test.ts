@@ -29,7 +29,7 @@ async function startRed(userDir: string, flow: unknown[]): Promise<Red> {
     userDir,
     flowFile: 'flows.json',
     credentialSecret: false,
-    nodesDir: [join(nodes, 'clara-dicom-destination'), join(nodes, 'clara-scu-out')],
+    nodesDir: [join(nodes, 'clara-dicom-destination'), join(nodes, 'clara-scu-out'), join(nodes, 'clara-dicom-in')],
     logging: { console: { level: 'info' } },
     diagnostics: { enabled: false, ui: false },
     telemetry: { enabled: false },
@@ -137,6 +137,30 @@ describe('clara-scu-out in a Node-RED process that is killed and started again',
       assert.deepEqual(receivedUids(peer.dir).sort(), [...seg.uids].sort());
       assert.equal(peer.receptions(), 3);
       assert.equal(taskFiles(job.dir).length, 1, 'the restart queued nothing new');
+    } finally {
+      await peer.stop();
+    }
+  });
+
+  it("resumes a task in a job under a clara-dicom-in's own work root, not the node's", async () => {
+    const port = await freeLoopbackPort();
+    const root = join(scratch.dir, 'receiver-jobs');
+    const job = makeJob(root, 'job-3');
+    const seg = writeMrSeries(join(job.dir, 'seg'), 2, { SOPClassUID: SopClass.SegmentationStorage, Modality: 'SEG' });
+    const userDir = join(scratch.dir, 'red');
+    red = await startRed(userDir, flow(port, root, job));
+    await waitForTask(job.dir, (t) => t.state === 'pending' && t.attempts >= 1, 30000, 'a pending task', red);
+    await red.kill();
+
+    const peer = await startStorescp(port, join(scratch.dir, 'received'));
+    try {
+      // The restarted flow: scu-out with the default work root (the user folder's), beside the receiver whose jobs it sends.
+      const restarted = flow(port, '').concat([{ id: 'in', z: 'tab', type: 'clara-dicom-in', aeTitle: 'CLARA', port: await freeLoopbackPort(), host: '127.0.0.1', workRoot: root, studyTimeout: 5, wires: [[]] }]);
+      red = await startRed(userDir, restarted);
+      const done = await waitForTask(job.dir, (t) => t.state === 'succeeded' || t.state === 'failed', 30000, 'the resumed task', red);
+      assert.equal(done.state, 'succeeded', done.lastError);
+      assert.ok(red.log().includes(`resumed 1 pending task(s) from ${root}`), red.log().slice(-2000));
+      assert.deepEqual(receivedUids(peer.dir).sort(), [...seg.uids].sort());
     } finally {
       await peer.stop();
     }
