@@ -4,7 +4,9 @@
  * writes `segmentation/<SeriesInstanceUID>.nii.gz|.mhd` (uint8 labels on the series' exact grid) and the
  * render publish folder `publish/` (original volume, segmentation, config.meta, config_render.json).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, constants as fsConstants, readFileSync } from 'node:fs';
+import { copyFile, open, rename, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { writeJsonAtomic } from '../dicom/writer';
 import { insideDir, operatorDir } from '../job';
@@ -13,6 +15,7 @@ import { readVolumeFile, writeVolumeFile } from '../volume/file';
 import { spacingOf } from '../volume/geometry';
 import type { Volume } from '../volume/types';
 import { type InferenceConfig, resolveSpec } from './config';
+import { realValues } from './resample';
 import type { InferenceServer } from './server';
 import { type SegmentProgress, checkModelContract, segmentVolume } from './segment';
 
@@ -181,6 +184,42 @@ async function alignChannels(
   return { volumes: aligned, registrations };
 }
 
+/** Copies a file (a reflink where the file system has them) under a temporary name, then renames it into place. */
+async function copyFileAtomic(from: string, to: string): Promise<void> {
+  const temp = `${to}.${randomBytes(6).toString('hex')}.part`;
+  try {
+    await copyFile(from, temp, fsConstants.COPYFILE_FICLONE);
+    await rename(temp, to);
+  } catch (err) {
+    await unlink(temp).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** True when `path` is a gzip-compressed NIfTI by name and by content (the parser's .nii.gz). */
+async function isNiftiGz(path: string): Promise<boolean> {
+  if (!path.toLowerCase().endsWith('.nii.gz')) return false;
+  const file = await open(path, 'r');
+  try {
+    const { bytesRead, buffer } = await file.read(Buffer.alloc(2), 0, 2, 0);
+    return bytesRead === 2 && buffer[0] === 0x1f && buffer[1] === 0x8b;
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * The density volume of the publish folder: the series' file itself when it is already what the folder
+ * takes (a .nii.gz for nifti-gz), else `volume` (read from it) written in the folder's format. MetaImage
+ * has no rescale fields, so a rescaled series goes there as its real values (float32).
+ */
+async function publishImage(sourceFile: string, volume: Volume, to: string, format: LabelFormat): Promise<void> {
+  if (format === 'nifti-gz' && (await isNiftiGz(sourceFile))) return copyFileAtomic(sourceFile, to);
+  const rescaled = (volume.slope ?? 1) !== 1 || (volume.intercept ?? 0) !== 0;
+  if (format === 'mhd' && rescaled) return writeVolumeFile(to, { dims: volume.dims, affine: volume.affine, type: 'float32', data: realValues(volume) });
+  return writeVolumeFile(to, volume);
+}
+
 /** Segments a job's selected series; see the module comment for what it writes. */
 export async function inferJob(jobDir: string, options: JobInferenceOptions): Promise<JobInferenceResult> {
   const started = process.hrtime.bigint();
@@ -208,11 +247,15 @@ export async function inferJob(jobDir: string, options: JobInferenceOptions): Pr
     // The Series Instance UID names files only after lib/job's check that it stays inside the folder.
     const name = reference.SeriesInstanceUID;
     const segmentation = insideDir(outDir, `${name}${extension}`);
-    await writeVolumeFile(segmentation, result.labels);
-    const publishedImage = `${name}${extension}`;
-    const publishedMask = `${name}.output${extension}`;
-    await writeVolumeFile(insideDir(publishDir, publishedImage), volumes[0]);
-    await writeVolumeFile(insideDir(publishDir, publishedMask), result.labels);
+    const publishedMask = insideDir(publishDir, `${name}.output${extension}`);
+    await Promise.all([
+      // A .nii.gz names no other file, so the publish copy of the mask can be the segmentation's bytes; a
+      // MetaImage header names its .raw, so the publish folder gets one of its own.
+      format === 'nifti-gz'
+        ? writeVolumeFile(segmentation, result.labels).then(() => copyFileAtomic(segmentation, publishedMask))
+        : Promise.all([writeVolumeFile(segmentation, result.labels), writeVolumeFile(publishedMask, result.labels)]),
+      publishImage(inputs[0].image, volumes[0], insideDir(publishDir, `${name}${extension}`), format),
+    ]);
     series.push({
       seriesInstanceUID: name,
       seriesDescription: reference.SeriesDescription,

@@ -14,6 +14,7 @@ import { instanceFileName } from '../job';
 import { type NativeLayout, nativeSlice } from '../volume/native';
 import { type SourceSeries, SourceSeriesError, layoutOnSource } from '../volume/source';
 import type { Volume, VoxelArray } from '../volume/types';
+import { forEachNonZeroVoxel } from '../volume/voxels';
 import { MAX_TOLERANCE_PX, type PixelBox, simplifyContour, traceContours } from './contours';
 import type { RoiLabel } from './labels';
 
@@ -171,17 +172,7 @@ function scanMask(mask: Volume, layout: NativeLayout, labels: RoiLabel[]): { cou
     const index = axis === 0 ? i : axis === 1 ? j : k;
     occupied[reversed ? last - index : index] = 1;
   };
-  let n = 0;
-  // A uint8 mask (what inference writes) is mostly zeros: four voxels per test, where the bytes are aligned.
-  if (data instanceof Uint8Array && data.byteOffset % 4 === 0) {
-    const words = new Uint32Array(data.buffer, data.byteOffset, data.length >> 2);
-    for (let w = 0; w < words.length; w++) {
-      if (words[w] === 0) continue;
-      for (let b = w * 4; b < w * 4 + 4; b++) if (data[b] !== 0) visit(b, data[b]);
-    }
-    n = words.length * 4;
-  }
-  for (; n < data.length; n++) if (data[n] !== 0) visit(n, data[n]);
+  forEachNonZeroVoxel(data, visit);
   return { counts, occupied };
 }
 

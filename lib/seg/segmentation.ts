@@ -19,6 +19,7 @@ import { dot } from '../volume/geometry';
 import { type NativeLayout, nativeSlice } from '../volume/native';
 import { type SourceSeries, layoutOnSource } from '../volume/source';
 import type { Volume, VoxelArray } from '../volume/types';
+import { forEachNonZeroVoxel } from '../volume/voxels';
 import { type CodedConcept, Codes, codeProblem, defaultCodesFor, defaultColor, srgbToDicomLab } from './codes';
 import { copyElement, copyPatientAndStudy, hasNonAscii } from './modules';
 import { BitPacker } from './packing';
@@ -206,32 +207,23 @@ interface Occupancy {
  * 0 or a whole number 1..segments; anything else is counted and refused with the first offenders.
  */
 function labelOccupancy(mask: Volume, layout: NativeLayout, segments: SegmentDefinition[]): Occupancy {
-  const [nx, ny, nz] = mask.dims;
+  const [nx, ny] = mask.dims;
   const slices = layout.slices;
   const n = segments.length;
   const present = new Uint8Array(n * slices);
   const voxels = new Array<number>(n).fill(0);
   const bad = new Map<number, number>();
   const { axis: sliceAxis, reversed } = layout.fileAxis.slice;
-  const data: VoxelArray = mask.data;
-  let index = 0;
-  for (let k = 0; k < nz; k++) {
-    for (let j = 0; j < ny; j++) {
-      const fixed = sliceAxis === 2 ? k : sliceAxis === 1 ? j : -1;
-      for (let i = 0; i < nx; i++, index++) {
-        const v = data[index];
-        if (v === 0) continue;
-        if (v >= 1 && v <= n && Math.floor(v) === v) {
-          const fileSlice = fixed >= 0 ? fixed : i;
-          const s = reversed ? slices - 1 - fileSlice : fileSlice;
-          voxels[v - 1]++;
-          present[(v - 1) * slices + s] = 1;
-        } else {
-          bad.set(v, (bad.get(v) ?? 0) + 1);
-        }
-      }
+  forEachNonZeroVoxel(mask.data, (index, v) => {
+    if (v >= 1 && v <= n && Math.floor(v) === v) {
+      const fileSlice = sliceAxis === 0 ? index % nx : sliceAxis === 1 ? Math.floor(index / nx) % ny : Math.floor(index / (nx * ny));
+      const s = reversed ? slices - 1 - fileSlice : fileSlice;
+      voxels[v - 1]++;
+      present[(v - 1) * slices + s] = 1;
+    } else {
+      bad.set(v, (bad.get(v) ?? 0) + 1);
     }
-  }
+  });
   if (bad.size > 0) {
     const listed = [...bad.entries()].sort((a, b) => a[0] - b[0]).slice(0, 5).map(([v, c]) => `${v} (${c} voxel${c === 1 ? '' : 's'})`).join(', ');
     const names = segments.map((s) => JSON.stringify(s.label)).join(', ');

@@ -1,13 +1,21 @@
 /** Volume files by their names: MetaImage (`.mhd` with its `.raw`) or NIfTI-1 (`.nii`, `.nii.gz`). */
-import { readMetaImage, writeMetaImage } from './metaimage';
-import { readNifti } from './nifti';
+import { readMetaImage, readMetaImageHeader, writeMetaImage } from './metaimage';
+import { readNifti, readNiftiHeader } from './nifti';
 import { writeNiftiStream } from './stream';
-import type { Volume } from './types';
+import type { Volume, VolumeHeader } from './types';
 
 const isMetaImage = (path: string) => path.toLowerCase().endsWith('.mhd');
 
 export function readVolumeFile(path: string): Volume {
   return isMetaImage(path) ? readMetaImage(path) : readNifti(path);
+}
+
+/**
+ * A volume file's geometry, datatype and rescale without its voxels, for a stage that needs only the grid:
+ * a .nii.gz is inflated only as far as its header, a MetaImage's data file is not opened.
+ */
+export function readVolumeHeader(path: string): VolumeHeader {
+  return isMetaImage(path) ? readMetaImageHeader(path) : readNiftiHeader(path);
 }
 
 export async function writeVolumeFile(path: string, volume: Volume): Promise<void> {

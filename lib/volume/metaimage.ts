@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../dicom/writer';
 import { writeStreamAtomic } from './stream';
-import { type Matrix4, type Volume, type VoxelType, BYTES_PER_VOXEL, allocateVoxels } from './types';
+import { type Matrix4, type Volume, type VolumeHeader, type VoxelType, BYTES_PER_VOXEL, allocateVoxels } from './types';
 
 /** MetaImage element types (ITK's MET_* names) for each voxel type. */
 const ELEMENT_TYPES: Record<VoxelType, string> = {
@@ -71,8 +71,11 @@ export async function writeMetaImage(mhdPath: string, volume: Volume): Promise<{
   return { mhd: mhdPath, raw: rawPath };
 }
 
-/** Reads a MetaImage written by writeMetaImage (or ITK: uncompressed, little-endian, 3D, separate data file). */
-export function readMetaImage(mhdPath: string): Volume {
+/**
+ * The text header of a MetaImage, checked: geometry and element type, and the data file it names (beside
+ * the header). Only what readMetaImage supports passes: 3D, uncompressed, little-endian, a separate data file.
+ */
+function parseMetaImageHeader(mhdPath: string): VolumeHeader & { dataFile: string } {
   const fields = new Map<string, string>();
   for (const line of readFileSync(mhdPath, 'latin1').split(/\r?\n/)) {
     const m = /^\s*(\w+)\s*=\s*(.*?)\s*$/.exec(line);
@@ -83,29 +86,47 @@ export function readMetaImage(mhdPath: string): Volume {
     if (v === undefined) throw new Error(`${mhdPath}: no ${key}`);
     return v;
   };
-  const numbers = (key: string, fallback?: number[]) => (fields.has(key) ? need(key).split(/\s+/).map(Number) : fallback ?? need(key).split(/\s+/).map(Number));
+  const numbers = (key: string, count: number, fallback?: number[]) => {
+    const values = fields.has(key) || !fallback ? need(key).split(/\s+/).map(Number) : fallback;
+    if (values.length !== count || values.some((v) => !Number.isFinite(v))) throw new Error(`${mhdPath}: ${key} must be ${count} numbers, not "${fields.get(key)}"`);
+    return values;
+  };
   if (need('NDims') !== '3') throw new Error(`${mhdPath}: only 3D images are supported`);
   if ((fields.get('CompressedData') ?? 'False') !== 'False') throw new Error(`${mhdPath}: compressed MetaImage is not supported`);
   const msb = (fields.get('BinaryDataByteOrderMSB') ?? fields.get('ElementByteOrderMSB') ?? 'False') === 'True';
   if (msb) throw new Error(`${mhdPath}: big-endian MetaImage is not supported`);
   const type = TYPE_BY_ELEMENT.get(need('ElementType'));
   if (!type) throw new Error(`${mhdPath}: unsupported ElementType ${fields.get('ElementType')}`);
-  const dims = numbers('DimSize') as [number, number, number];
-  const spacing = numbers('ElementSpacing', [1, 1, 1]);
-  const offset = numbers('Offset', numbers('Position', [0, 0, 0]));
-  const matrix = numbers('TransformMatrix', numbers('Rotation', [1, 0, 0, 0, 1, 0, 0, 0, 1]));
+  const dims = numbers('DimSize', 3) as [number, number, number];
+  if (dims.some((d) => !Number.isInteger(d) || d < 1)) throw new Error(`${mhdPath}: DimSize ${dims.join(' ')} is not three positive whole numbers`);
+  const spacing = numbers('ElementSpacing', 3, [1, 1, 1]);
+  const offset = fields.has('Offset') ? numbers('Offset', 3) : numbers('Position', 3, [0, 0, 0]);
+  const matrix = fields.has('TransformMatrix') ? numbers('TransformMatrix', 9) : numbers('Rotation', 9, [1, 0, 0, 0, 1, 0, 0, 0, 1]);
   const dataFile = need('ElementDataFile');
   if (dataFile === 'LOCAL' || dataFile.startsWith('LIST')) throw new Error(`${mhdPath}: ElementDataFile ${dataFile} is not supported`);
-  const raw = readFileSync(join(dirname(mhdPath), dataFile));
-  const count = dims[0] * dims[1] * dims[2];
-  if (raw.length < count * BYTES_PER_VOXEL[type]) throw new Error(`${mhdPath}: ${dataFile} holds ${raw.length} bytes, ${count} voxels need ${count * BYTES_PER_VOXEL[type]}`);
-  const data = allocateVoxels(type, count);
-  raw.copy(Buffer.from(data.buffer, data.byteOffset, data.byteLength), 0, 0, data.byteLength);
   const rasSign = [-1, -1, 1];
   const affine: Matrix4 = [0, 1, 2].map((r) => [
     ...[0, 1, 2].map((c) => rasSign[r] * matrix[c * 3 + r] * spacing[c]),
     rasSign[r] * offset[r],
   ]);
   affine.push([0, 0, 0, 1]);
-  return { dims, type, data, affine };
+  return { dims, type, affine, dataFile };
+}
+
+/** A MetaImage's geometry and element type from its .mhd alone: the data file is not opened. */
+export function readMetaImageHeader(mhdPath: string): VolumeHeader {
+  const { dataFile: _dataFile, ...header } = parseMetaImageHeader(mhdPath);
+  return header;
+}
+
+/** Reads a MetaImage written by writeMetaImage (or ITK: uncompressed, little-endian, 3D, separate data file). */
+export function readMetaImage(mhdPath: string): Volume {
+  const { dataFile, ...header } = parseMetaImageHeader(mhdPath);
+  const { dims, type } = header;
+  const raw = readFileSync(join(dirname(mhdPath), dataFile));
+  const count = dims[0] * dims[1] * dims[2];
+  if (raw.length < count * BYTES_PER_VOXEL[type]) throw new Error(`${mhdPath}: ${dataFile} holds ${raw.length} bytes, ${count} voxels need ${count * BYTES_PER_VOXEL[type]}`);
+  const data = allocateVoxels(type, count);
+  raw.copy(Buffer.from(data.buffer, data.byteOffset, data.byteLength), 0, 0, data.byteLength);
+  return { ...header, data };
 }

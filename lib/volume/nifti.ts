@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { constants as zlibConstants, gunzipSync, gzipSync } from 'node:zlib';
 import { writeFileAtomic } from '../dicom/writer';
-import { BYTES_PER_VOXEL, Matrix4, Volume, type VoxelArray, VoxelType, allocateVoxels, voxelView } from './types';
+import { BYTES_PER_VOXEL, Matrix4, Volume, type VolumeHeader, type VoxelArray, VoxelType, allocateVoxels, voxelView } from './types';
 
 const NIFTI_CODES: Record<VoxelType, number> = {
   uint8: 2, int16: 4, int32: 8, float32: 16, float64: 64, int8: 256, uint16: 512, uint32: 768,
@@ -131,28 +131,85 @@ function voxelsOf(buf: Buffer, type: VoxelType, offset: number, count: number): 
   return data;
 }
 
-/** Reads a NIfTI-1 file (.nii or .nii.gz) written by this package or another tool (dcm2niix). */
-export function readNifti(path: string): Volume {
-  let buf: Buffer = readFileSync(path);
-  if (buf[0] === 0x1f && buf[1] === 0x8b) buf = gunzipWhole(buf);
+/** The header fields of a NIfTI-1 image in `buf` (its first 348 bytes at least), checked; `voxOffset` is where the voxels start. */
+function parseNiftiHeader(buf: Buffer, path: string): VolumeHeader & { voxOffset: number } {
+  if (buf.length < HEADER_SIZE) throw new Error(`${path}: truncated NIfTI-1 header (${buf.length} of ${HEADER_SIZE} bytes)`);
   if (buf.readInt32LE(0) !== HEADER_SIZE) throw new Error(`${path}: not a little-endian NIfTI-1 file`);
   const dims: [number, number, number] = [buf.readInt16LE(42), buf.readInt16LE(44), Math.max(1, buf.readInt16LE(46))];
+  if (dims.some((d) => d < 1)) throw new Error(`${path}: NIfTI-1 header gives dimensions ${dims.join('×')}`);
   const code = buf.readInt16LE(70);
   const type = TYPE_BY_CODE.get(code);
   if (!type) throw new Error(`${path}: unsupported NIfTI datatype ${code}`);
-  const offset = Math.round(buf.readFloatLE(108));
-  const count = dims[0] * dims[1] * dims[2];
-  const data = voxelsOf(buf, type, offset, count);
   const affine: Matrix4 = [0, 1, 2].map((row) => [0, 1, 2, 3].map((col) => buf.readFloatLE(280 + 16 * row + 4 * col)));
   affine.push([0, 0, 0, 1]);
   const slope = buf.readFloatLE(112);
   return {
     dims,
     type,
-    data,
     affine,
     slope: slope === 0 ? 1 : slope,
     intercept: buf.readFloatLE(116),
     description: buf.toString('latin1', 148, 228).replace(/\0.*$/s, ''),
+    voxOffset: Math.round(buf.readFloatLE(108)),
   };
+}
+
+/** Reads a NIfTI-1 file (.nii or .nii.gz) written by this package or another tool (dcm2niix). */
+export function readNifti(path: string): Volume {
+  let buf: Buffer = readFileSync(path);
+  if (buf[0] === 0x1f && buf[1] === 0x8b) {
+    try {
+      buf = gunzipWhole(buf);
+    } catch (err) {
+      throw new Error(`${path}: not a readable gzip stream (${(err as Error).message})`);
+    }
+  }
+  const { voxOffset, ...header } = parseNiftiHeader(buf, path);
+  const count = header.dims[0] * header.dims[1] * header.dims[2];
+  const needed = voxOffset + count * BYTES_PER_VOXEL[header.type];
+  // A short file would otherwise come back with zeros where its voxels are missing.
+  if (buf.length < needed) throw new Error(`${path}: truncated NIfTI-1 image (${buf.length} bytes, ${header.dims.join('×')} ${header.type} voxels need ${needed})`);
+  return { ...header, data: voxelsOf(buf, header.type, voxOffset, count) };
+}
+
+/** Compressed bytes read at first for a .nii.gz header: deflate at any level packs 348 bytes into far fewer. */
+const GZ_HEADER_READ_BYTES = 4096;
+
+/** Up to `length` bytes from the start of a file, fewer when it is shorter. */
+function readStart(path: string, length: number): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    let got = 0;
+    for (let n: number; got < length && (n = readSync(fd, buf, got, length - got, got)) > 0; ) got += n;
+    return buf.subarray(0, got);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A NIfTI-1 file's geometry and datatype without its voxels: for a .nii the first 352 bytes; for a .nii.gz
+ * only the start of the gzip stream is read and inflated (a sync flush gives what those bytes decode to, with
+ * no error for the rest that is missing), read further only in the unlikely case it did not reach 348 bytes.
+ */
+export function readNiftiHeader(path: string): VolumeHeader {
+  let head = readStart(path, VOX_OFFSET);
+  if (head[0] === 0x1f && head[1] === 0x8b) {
+    for (let length = GZ_HEADER_READ_BYTES; ; length *= 4) {
+      const compressed = readStart(path, length);
+      let inflated: Buffer;
+      try {
+        inflated = gunzipSync(compressed, { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+      } catch (err) {
+        throw new Error(`${path}: not a readable gzip stream (${(err as Error).message})`);
+      }
+      if (inflated.length >= HEADER_SIZE || compressed.length < length) {
+        head = inflated;
+        break;
+      }
+    }
+  }
+  const { voxOffset: _voxOffset, ...header } = parseNiftiHeader(head, path);
+  return header;
 }

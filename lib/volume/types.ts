@@ -18,6 +18,9 @@ export interface Volume {
   description?: string;
 }
 
+/** What a volume file says about its voxels without them: grid, datatype, rescale and description. */
+export type VolumeHeader = Omit<Volume, 'data'>;
+
 export const BYTES_PER_VOXEL: Record<VoxelType, number> = {
   uint8: 1, int8: 1, int16: 2, uint16: 2, int32: 4, uint32: 4, float32: 4, float64: 8,
 };

@@ -111,7 +111,11 @@ export async function closeEditDialog(page: Page): Promise<void> {
 export async function chooseTypedOption(page: Page, inputId: string, value: string): Promise<void> {
   const container = page.locator(`#${inputId}`).locator('xpath=..');
   await container.locator('.red-ui-typedInput-option-trigger').click();
-  await page.locator(`.red-ui-typedInput-options a[value="${value}"]`).click();
+  // Only the menu just opened is visible; one still closing from an earlier pick is not.
+  await page.locator(`.red-ui-typedInput-options:visible a[value="${value}"]`).click();
+  // The widget writes the choice into its input when the menu closes: wait for it, not for the animation.
+  await page.waitForFunction(([id, v]) => (document.getElementById(id) as HTMLInputElement | null)?.value === v, [inputId, value] as const, { timeout: 10000 });
+  await page.waitForSelector('.red-ui-typedInput-options:visible', { state: 'detached', timeout: 10000 }).catch(() => undefined);
 }
 
 /** The editor's nodes (and config nodes) that fail their edit form's validation, with the failing properties. */

@@ -62,7 +62,10 @@ describe('clara-dicom infer (CLI): embedded, over gRPC and over HTTP, with the s
     assert.equal(overGrpc.code, 0, overGrpc.stderr);
     const overHttp = await cli(input, join(scratch.dir, 'http.nii.gz'), '--server', `http://127.0.0.1:${httpServer.port}`, ...common);
     assert.equal(overHttp.code, 0, overHttp.stderr);
-    const bytes = (name: string) => Buffer.from(readNifti(join(scratch.dir, name)).data.buffer);
+    const bytes = (name: string) => {
+      const { data } = readNifti(join(scratch.dir, name));
+      return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    };
     assert.ok(bytes('grpc.nii.gz').equals(bytes('embedded.nii.gz')), 'gRPC equals embedded');
     assert.ok(bytes('http.nii.gz').equals(bytes('embedded.nii.gz')), 'HTTP equals embedded');
     assert.ok(grpcServer.requests > 0 && httpServer.requests > 0);

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inferenceConfigFromFields } from '../../lib/infer/config';
 import { InferenceInputError, inferJob } from '../../lib/infer/job';
+import { realValues } from '../../lib/infer/resample';
 import { connectInferenceServer } from '../../lib/infer/server';
 import { type JobRef, JobStore, operatorDir } from '../../lib/job';
 import { compileRules } from '../../lib/select/rules';
 import { runSelection } from '../../lib/select/run';
+import { readVolumeFile } from '../../lib/volume/file';
 import { readNifti } from '../../lib/volume/nifti';
 import type { DicomMetadataFile } from '../../lib/volume/parse';
 import { copyJob, selectedPhantomJob } from '../support/clara';
@@ -55,8 +57,38 @@ describe('lib/infer inferJob: a selected job to segmentation/ and publish/', fun
       assert.deepEqual(labels.dims, source.dims);
       assert.deepEqual(labels.affine, source.affine);
     }
-    const meta = JSON.parse(readFileSync(join(result.publishDir, 'config.meta'), 'utf8')) as { seg_masks: string[] };
+    const meta = JSON.parse(readFileSync(join(result.publishDir, 'config.meta'), 'utf8')) as { density: string; seg_masks: string[] };
     assert.equal(meta.seg_masks.length, 2);
+    // publish/ holds each series' volume as parsed and its mask, whole, and no temporary files.
+    assert.equal(meta.density, `${result.series[0].seriesInstanceUID}.nii.gz`);
+    for (const [index, series] of result.series.entries()) {
+      const image = readNifti(join(result.publishDir, `${series.seriesInstanceUID}.nii.gz`));
+      const source = readNifti(series.channels[0].image);
+      assert.deepEqual([image.dims, image.affine, image.type], [source.dims, source.affine, source.type]);
+      assert.ok(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength).equals(Buffer.from(source.data.buffer, source.data.byteOffset, source.data.byteLength)));
+      assert.equal(meta.seg_masks[index], `${series.seriesInstanceUID}.output.nii.gz`);
+      const mask = readNifti(join(result.publishDir, meta.seg_masks[index]));
+      const labels = readNifti(series.segmentation);
+      assert.deepEqual([mask.dims, mask.affine, Array.from(mask.data)], [labels.dims, labels.affine, Array.from(labels.data)]);
+    }
+    assert.deepEqual(readdirSync(result.publishDir).filter((f) => f.endsWith('.part')), []);
+  });
+
+  it('writes publish/ as MetaImages, each header with its own .raw, a rescaled series as its real values, when asked for mhd', async () => {
+    const job = copyJob(store, base);
+    select(job, [{ name: 'T1C', descriptions: [TARGET] }]);
+    const result = await inferJob(job.dir, { server, config: identity({ labels: '1' }), format: 'mhd' });
+    const [series] = result.series;
+    const uid = series.seriesInstanceUID;
+    const meta = JSON.parse(readFileSync(join(result.publishDir, 'config.meta'), 'utf8')) as { density: string; seg_masks: string[] };
+    assert.deepEqual([meta.density, meta.seg_masks], [`${uid}.mhd`, [`${uid}.output.mhd`]]);
+    assert.match(readFileSync(join(result.publishDir, `${uid}.output.mhd`), 'utf8'), new RegExp(`ElementDataFile = ${uid.replace(/\./g, '\\.')}\\.output\\.raw`));
+    // MetaImage has no rescale fields: the real values (stored value · slope + intercept).
+    const image = readVolumeFile(join(result.publishDir, meta.density));
+    const source = readNifti(series.channels[0].image);
+    assert.deepEqual([image.dims, Array.from(image.data)], [source.dims, Array.from(realValues(source))]);
+    for (let r = 0; r < 3; r++) for (let c = 0; c < 4; c++) assert.ok(Math.abs(image.affine[r][c] - source.affine[r][c]) < 1e-4, `affine ${JSON.stringify(image.affine)}`);
+    assert.deepEqual(Array.from(readVolumeFile(join(result.publishDir, meta.seg_masks[0])).data), Array.from(readVolumeFile(series.segmentation).data));
   });
 
   it('stacks named selections as channels when they share a frame of reference, and refuses them when they do not', async () => {
