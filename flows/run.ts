@@ -13,9 +13,10 @@
  * File watchers (`watch` nodes) are switched off for the run: the input is handed to clara-dicom-in directly.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, relative, resolve } from 'node:path';
+import { filesUnder } from '../lib/dicom/files';
 import { readDicomHeader } from '../lib/dicom/reader';
 import { findTaskFiles, loadTask, type OutboxTask } from '../lib/dimse/outbox';
 import { freeLoopbackPort } from '../lib/dimse/ports';
@@ -154,12 +155,6 @@ interface LogEvent {
   type?: string;
   id?: string;
   name?: string;
-}
-
-function filesUnder(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true })
-    .sort((a, b) => a.name.localeCompare(b.name))
-    .flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : e.isFile() ? [join(dir, e.name)] : []));
 }
 
 const isLoopback = (host: unknown) => typeof host === 'string' && /^(127\.\d+\.\d+\.\d+|localhost|0\.0\.0\.0|::1?)$/.test(host.trim());

@@ -7,9 +7,10 @@
  * ImageOrientationPatient and PixelSpacing), so a mask from this package's parser, from dcm2niix or from any
  * tool that writes a correct NIfTI affine works, and a mask on another grid is refused with the reason.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { DicomDataset } from '../dicom/dataset';
+import { filesUnder } from '../dicom/files';
 import { readDicomHeader } from '../dicom/reader';
 import { Tag } from '../dicom/tags';
 import { type Vec3, applyAffine, cross, dot } from './geometry';
@@ -50,10 +51,6 @@ export class SourceSeriesError extends Error {
     super(message);
     this.name = 'SourceSeriesError';
   }
-}
-
-function filesUnder(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : e.isFile() ? [join(dir, e.name)] : []));
 }
 
 /**
