@@ -195,7 +195,9 @@ async function prepareFlow(source: FlowNode[], outDir: string, options: FlowRunO
   if (!Array.isArray(flow) || flow.some((n) => !n || typeof n.id !== 'string' || typeof n.type !== 'string')) throw new FlowRunError('the flow must be a JSON array of Node-RED nodes');
   const receivers = flow.filter((n) => n.type === 'clara-dicom-in' && !n.d);
   const destinations = flow.filter((n) => n.type === 'clara-dicom-destination');
-  const isArchive = (r: FlowNode) => destinations.some((d) => isLoopback(d.host) && Number(d.port) === Number(r.port) && String(d.calledAE ?? '') === String(r.aeTitle ?? 'CLARA'));
+  // A destination on this machine with a receiver's port and AE title sends to that receiver: a local archive.
+  const pointsAt = (d: FlowNode, r: FlowNode) => isLoopback(d.host) && Number(d.port) === Number(r.port) && String(d.calledAE ?? '') === String(r.aeTitle ?? 'CLARA');
+  const isArchive = (r: FlowNode) => destinations.some((d) => pointsAt(d, r));
   let entries = receivers.filter((r) => !isArchive(r));
   if (options.entry) entries = receivers.filter((r) => r.id === options.entry || r.name === options.entry);
   if (entries.length === 0) throw new FlowRunError(options.entry ? `no clara-dicom-in with id or name "${options.entry}"` : 'the flow has no clara-dicom-in to take the study');
@@ -210,7 +212,7 @@ async function prepareFlow(source: FlowNode[], outDir: string, options: FlowRunO
   for (const receiver of receivers) {
     const port = await freeLoopbackPort();
     for (const d of destinations) {
-      if (receiver !== entry && isLoopback(d.host) && Number(d.port) === Number(receiver.port) && String(d.calledAE ?? '') === String(receiver.aeTitle ?? 'CLARA')) {
+      if (receiver !== entry && pointsAt(d, receiver)) {
         Object.assign(d, { host: '127.0.0.1', port });
       }
     }
