@@ -1,7 +1,8 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AssociationError, type DimseStatus, type ProposedContext, ScuAssociation } from '../../lib/dimse/association';
 import { type JobRecord, readJob } from '../../lib/job';
+import type { HeapProbeReading } from '../support/heap-probe';
 import { delay } from '../support/tools';
 
 export const VERIFICATION = '1.2.840.10008.1.1';
@@ -150,4 +151,21 @@ export function memoryOf(pid: number): { peakMiB: number; currentMiB: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
   return { peakMiB: kb('VmHWM') / 1024, currentMiB: kb('VmRSS') / 1024 };
+}
+
+/** NODE_OPTIONS for a child process that should answer `liveHeapOf`: the heap probe, preloaded. */
+export function heapProbeOptions(probeFile: string): NodeJS.ProcessEnv {
+  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${join(__dirname, '..', 'support', 'heap-probe.js')}`.trim(), CLARA_HEAP_PROBE_FILE: probeFile };
+}
+
+/** The child's memory after two forced full collections (see test/support/heap-probe.ts). */
+export async function liveHeapOf(pid: number, probeFile: string, timeoutMs = 30000): Promise<HeapProbeReading> {
+  rmSync(probeFile, { force: true });
+  process.kill(pid, 'SIGWINCH');
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(probeFile)) {
+    if (Date.now() > deadline) throw new Error(`process ${pid} wrote no heap reading to ${probeFile} within ${timeoutMs} ms`);
+    await delay(50);
+  }
+  return JSON.parse(readFileSync(probeFile, 'utf8')) as HeapProbeReading;
 }
