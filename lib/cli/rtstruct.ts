@@ -62,7 +62,7 @@ export async function run(argv: string[]): Promise<number> {
   const started = process.hrtime.bigint();
   let result;
   try {
-    const mask = readMaskVolume(maskPath);
+    const mask = await readMaskVolume(maskPath);
     const source = readSourceSeries(sourceDir, textOption(args, 'series'));
     mkdirSync(outDir, { recursive: true });
     result = writeStructureSet(mask, source, outDir, {

@@ -6,12 +6,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, constants as fsConstants, readFileSync } from 'node:fs';
-import { copyFile, open, rename, unlink } from 'node:fs/promises';
+import { copyFile, link, open, rename, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { writeJsonAtomic } from '../dicom/writer';
 import { insideDir, operatorDir } from '../job';
 import { SELECTED_IMAGES_FILE, type SelectedImage, type SelectedImagesFile, readDicomMetadata } from '../select/run';
-import { readVolumeFile, writeVolumeFile } from '../volume/file';
+import { readVolumeFileAsync, writeVolumeFile } from '../volume/file';
 import { spacingOf } from '../volume/geometry';
 import type { Volume } from '../volume/types';
 import { type InferenceConfig, resolveSpec } from './config';
@@ -114,9 +114,9 @@ function plan(selected: SelectedImagesFile, file: string, channels: string[]): S
   ];
 }
 
-function readVolume(path: string): Volume {
+async function readVolume(path: string): Promise<Volume> {
   try {
-    return readVolumeFile(path);
+    return await readVolumeFileAsync(path);
   } catch (err) {
     throw new InferenceInputError(`cannot read the volume ${path}: ${(err as Error).message}`);
   }
@@ -184,11 +184,15 @@ async function alignChannels(
   return { volumes: aligned, registrations };
 }
 
-/** Copies a file (a reflink where the file system has them) under a temporary name, then renames it into place. */
-async function copyFileAtomic(from: string, to: string): Promise<void> {
+/**
+ * Puts `from`'s bytes at `to` under a temporary name, then renames it into place: a hard link, as every file
+ * here is written once (to a temporary name, renamed into place) and never changed after, so the two names
+ * can share it; a copy (a reflink where the file system has them) where links cannot be made.
+ */
+async function publishFileAtomic(from: string, to: string): Promise<void> {
   const temp = `${to}.${randomBytes(6).toString('hex')}.part`;
   try {
-    await copyFile(from, temp, fsConstants.COPYFILE_FICLONE);
+    await link(from, temp).catch(() => copyFile(from, temp, fsConstants.COPYFILE_FICLONE));
     await rename(temp, to);
   } catch (err) {
     await unlink(temp).catch(() => undefined);
@@ -214,7 +218,7 @@ async function isNiftiGz(path: string): Promise<boolean> {
  * has no rescale fields, so a rescaled series goes there as its real values (float32).
  */
 async function publishImage(sourceFile: string, volume: Volume, to: string, format: LabelFormat): Promise<void> {
-  if (format === 'nifti-gz' && (await isNiftiGz(sourceFile))) return copyFileAtomic(sourceFile, to);
+  if (format === 'nifti-gz' && (await isNiftiGz(sourceFile))) return publishFileAtomic(sourceFile, to);
   const rescaled = (volume.slope ?? 1) !== 1 || (volume.intercept ?? 0) !== 0;
   if (format === 'mhd' && rescaled) return writeVolumeFile(to, { dims: volume.dims, affine: volume.affine, type: 'float32', data: realValues(volume) });
   return writeVolumeFile(to, volume);
@@ -239,7 +243,7 @@ export async function inferJob(jobDir: string, options: JobInferenceOptions): Pr
   const series: SegmentedSeries[] = [];
   for (const [index, inputs] of segmentations.entries()) {
     const reference = inputs[0].entry;
-    const { volumes, registrations } = await alignChannels(inputs, inputs.map((input) => readVolume(input.image)), selectedFile, config.registration, options.signal);
+    const { volumes, registrations } = await alignChannels(inputs, await Promise.all(inputs.map((input) => readVolume(input.image))), selectedFile, config.registration, options.signal);
     const result = await segmentVolume(volumes, model.run, spec, {
       signal: options.signal,
       onProgress: (p) => options.onProgress?.({ ...p, series: index + 1, seriesTotal: segmentations.length }),
@@ -252,7 +256,7 @@ export async function inferJob(jobDir: string, options: JobInferenceOptions): Pr
       // A .nii.gz names no other file, so the publish copy of the mask can be the segmentation's bytes; a
       // MetaImage header names its .raw, so the publish folder gets one of its own.
       format === 'nifti-gz'
-        ? writeVolumeFile(segmentation, result.labels).then(() => copyFileAtomic(segmentation, publishedMask))
+        ? writeVolumeFile(segmentation, result.labels).then(() => publishFileAtomic(segmentation, publishedMask))
         : Promise.all([writeVolumeFile(segmentation, result.labels), writeVolumeFile(publishedMask, result.labels)]),
       publishImage(inputs[0].image, volumes[0], insideDir(publishDir, `${name}${extension}`), format),
     ]);

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelMetadata, NamedTensor, TensorDatatype, TensorMetadata } from './kserve/types';
+import { openWorkerSession } from './ort-host';
 
 /** What this package reads from a Triton model configuration (protobuf text format). */
 export interface ModelConfig {
@@ -142,10 +143,9 @@ export async function openEmbeddedModel(repository: string, model: string, versi
   const file = join(modelDir, chosen, 'model.onnx');
   const configFile = join(modelDir, 'config.pbtxt');
   const config = existsSync(configFile) ? parseModelConfig(readFileSync(configFile, 'utf8')) : undefined;
-  // Loaded on first use: the native binding is large, and the Triton mode never needs it.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
-  const session = await ort.InferenceSession.create(file, {
+  // In the inference worker (ort-host.ts), which loads onnxruntime's native binding on first use: the
+  // binding is large, and the Triton mode never needs it.
+  const session = await openWorkerSession(file, {
     intraOpNumThreads: options.intraOpThreads ?? 0,
     interOpNumThreads: options.interOpThreads ?? 0,
     executionProviders: [options.executionProvider === 'cuda' ? 'cuda' : 'cpu'],
@@ -155,9 +155,8 @@ export async function openEmbeddedModel(repository: string, model: string, versi
       const m = metadata?.[i] as { type?: string; shape?: Array<number | string> } | undefined;
       return { name, datatype: KSERVE_TYPES[m?.type ?? 'float32'] ?? 'FP32', shape: (m?.shape ?? []).map((d) => (typeof d === 'number' ? d : -1)) };
     });
-  const sessionWithMetadata = session as unknown as { inputMetadata?: readonly unknown[]; outputMetadata?: readonly unknown[] };
-  const inputs = config?.inputs.length ? config.inputs : fromSession(session.inputNames, sessionWithMetadata.inputMetadata);
-  const outputs = config?.outputs.length ? config.outputs : fromSession(session.outputNames, sessionWithMetadata.outputMetadata);
+  const inputs = config?.inputs.length ? config.inputs : fromSession(session.inputNames, session.inputMetadata);
+  const outputs = config?.outputs.length ? config.outputs : fromSession(session.outputNames, session.outputMetadata);
   for (const t of inputs) if (!session.inputNames.includes(t.name)) throw new ModelRepositoryError(`config.pbtxt names input ${t.name}, but ${file} has ${session.inputNames.join(', ')}`);
   for (const t of outputs) if (!session.outputNames.includes(t.name)) throw new ModelRepositoryError(`config.pbtxt names output ${t.name}, but ${file} has ${session.outputNames.join(', ')}`);
   const metadata: ModelMetadata = { name: config?.name ?? model, versions: [chosen], platform: 'onnxruntime_onnx', inputs, outputs };
@@ -166,17 +165,16 @@ export async function openEmbeddedModel(repository: string, model: string, versi
     version: chosen,
     file,
     async run(tensors) {
-      const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};
-      for (const t of tensors) {
+      const feeds = tensors.map((t) => {
         const type = ORT_TYPES[t.datatype];
         if (!type) throw new ModelRepositoryError(`onnxruntime cannot take ${t.datatype} input ${t.name}`);
-        feeds[t.name] = new ort.Tensor(type as 'float32', t.data as Float32Array, t.shape);
-      }
-      const results = await session.run(feeds);
-      return outputs.map((o) => {
-        const r = results[o.name];
-        return { name: o.name, datatype: KSERVE_TYPES[r.type] ?? 'FP32', shape: [...r.dims], data: r.data as NamedTensor['data'] };
+        return { name: t.name, type, data: t.data, shape: t.shape };
       });
+      const results = await session.run(
+        feeds,
+        outputs.map((o) => o.name),
+      );
+      return results.map((r) => ({ name: r.name, datatype: KSERVE_TYPES[r.type] ?? 'FP32', shape: r.dims, data: r.data as NamedTensor['data'] }));
     },
     close: () => session.release(),
   };

@@ -21,6 +21,10 @@ export interface LabelOptions {
   paintOrder?: number[];
 }
 
+function paintAbove(data: Float32Array, base: number, voxels: number, cut: number, label: number, out: Uint8Array): void {
+  for (let v = 0; v < voxels; v++) if (data[base + v] > cut) out[v] = label;
+}
+
 /** Applies the activation and the decision: one uint8 label per voxel. */
 export function labelsFromChannels(data: Float32Array, channels: number, voxels: number, options: LabelOptions): Uint8Array {
   if (data.length !== channels * voxels) throw new Error(`the model output has ${data.length} values, not ${channels} channel(s) × ${voxels} voxels`);
@@ -35,14 +39,9 @@ export function labelsFromChannels(data: Float32Array, channels: number, voxels:
     if (order.length !== channels || new Set(order).size !== channels || order.some((c) => !Number.isInteger(c) || c < 0 || c >= channels)) {
       throw new Error(`the paint order must name each of the ${channels} channel(s) once, not [${order.join(', ')}]`);
     }
-    for (const c of order) {
-      const base = c * voxels;
-      for (let v = 0; v < voxels; v++) {
-        const x = data[base + v];
-        const p = options.activation === 'sigmoid' ? 1 / (1 + Math.exp(-x)) : x;
-        if (p > threshold) out[v] = labels[c];
-      }
-    }
+    // The sigmoid is monotonic: sigmoid(x) > t exactly where x > logit(t), so no voxel needs an exp.
+    const cut = options.activation !== 'sigmoid' ? threshold : threshold <= 0 ? -Infinity : threshold >= 1 ? Infinity : Math.log(threshold / (1 - threshold));
+    for (const c of order) paintAbove(data, c * voxels, voxels, cut, labels[c], out);
     return out;
   }
   // argmax: softmax and sigmoid are monotonic per voxel, so the strongest channel is the same before and after.

@@ -36,11 +36,17 @@ export interface SlidingWindowOptions {
   signal?: AbortSignal;
 }
 
+export interface WindowPrediction {
+  data: Float32Array;
+  channels: number;
+}
+
 /**
  * The model: `batch` holds `count` windows, each [C_in, ROI], back to back. It returns their predictions,
- * each [C_out, ROI], back to back.
+ * each [C_out, ROI], back to back. The batch is this module's buffer: it is filled again for a later
+ * batch as soon as the returned promise settles, so a predictor that needs it longer copies it.
  */
-export type WindowPredictor = (batch: Float32Array, count: number) => Promise<{ data: Float32Array; channels: number }>;
+export type WindowPredictor = (batch: Float32Array, count: number) => Promise<WindowPrediction>;
 
 export class SlidingWindowAbortedError extends Error {
   constructor() {
@@ -121,27 +127,32 @@ export async function slidingWindowInference(input: Tensor, predict: WindowPredi
   const weights = importanceMap(roi, options.blend ?? 'constant', options.sigmaScale ?? 0.125);
   const [rd, rh, rw] = roi;
   const roiVoxels = rd * rh * rw;
-  const batch = new Float32Array(Math.min(batchSize, windows.length) * channels * roiVoxels);
+  const batchValues = Math.min(batchSize, windows.length) * channels * roiVoxels;
+  // Two batch buffers: the next batch is cut out and sent while the one before it is blended, so that a
+  // model running off this thread (the inference worker, or a server) overlaps the blending.
+  const batches = [new Float32Array(batchValues), windows.length > batchSize ? new Float32Array(batchValues) : undefined];
   let sums: Float32Array | undefined;
   let outChannels = 0;
   const weightSum = new Float32Array(D * H * W);
 
-  for (let first = 0; first < windows.length; first += batchSize) {
+  const send = (first: number): { group: Size3[]; prediction: Promise<WindowPrediction> } => {
     if (options.signal?.aborted) throw new SlidingWindowAbortedError();
     const group = windows.slice(first, first + batchSize);
-    group.forEach(([z0, y0, x0], b) => {
-      for (let c = 0; c < channels; c++) {
-        const base = (b * channels + c) * roiVoxels;
-        for (let z = 0; z < rd; z++) {
-          for (let y = 0; y < rh; y++) {
-            const from = ((c * D + z0 + z) * H + y0 + y) * W + x0;
-            batch.set(padded.subarray(from, from + rw), base + (z * rh + y) * rw);
-          }
-        }
-      }
-    });
+    const batch = batches[(first / batchSize) % 2] as Float32Array;
+    group.forEach((start, b) => cutWindow(padded, channels, dims, start, roi, batch, b));
     const view = group.length * channels * roiVoxels === batch.length ? batch : batch.subarray(0, group.length * channels * roiVoxels);
-    const prediction = await predict(view, group.length);
+    return { group, prediction: predict(view, group.length) };
+  };
+
+  let next = send(0);
+  for (let first = 0; first < windows.length; first += batchSize) {
+    const { group, prediction: predicting } = next;
+    const prediction = await predicting;
+    if (first + batchSize < windows.length) {
+      next = send(first + batchSize);
+      // Thrown where it is awaited; not unhandled while this batch is blended.
+      next.prediction.catch(() => undefined);
+    }
     if (!sums) {
       outChannels = prediction.channels;
       sums = new Float32Array(outChannels * D * H * W);
@@ -149,25 +160,7 @@ export async function slidingWindowInference(input: Tensor, predict: WindowPredi
     if (prediction.channels !== outChannels || prediction.data.length !== group.length * outChannels * roiVoxels) {
       throw new Error(`the model returned ${prediction.data.length} values for ${group.length} window(s) of ${outChannels}×${rd}×${rh}×${rw}`);
     }
-    // Locals, not the closure's mutable bindings: this loop touches every voxel of every window.
-    const accumulated = sums;
-    const predicted = prediction.data;
-    const volumeVoxels = D * H * W;
-    for (let b = 0; b < group.length; b++) {
-      const [z0, y0, x0] = group[b];
-      for (let z = 0; z < rd; z++) {
-        for (let y = 0; y < rh; y++) {
-          const row = (z * rh + y) * rw;
-          const target = ((z0 + z) * H + y0 + y) * W + x0;
-          for (let x = 0; x < rw; x++) weightSum[target + x] += weights[row + x];
-          for (let c = 0; c < outChannels; c++) {
-            const source = (b * outChannels + c) * roiVoxels + row;
-            const out = c * volumeVoxels + target;
-            for (let x = 0; x < rw; x++) accumulated[out + x] += predicted[source + x] * weights[row + x];
-          }
-        }
-      }
-    }
+    for (let b = 0; b < group.length; b++) blendWindow(prediction.data, b, outChannels, weights, group[b], roi, dims, sums, weightSum);
     options.onProgress?.(Math.min(first + batchSize, windows.length), windows.length);
   }
 
@@ -184,6 +177,38 @@ export async function slidingWindowInference(input: Tensor, predict: WindowPredi
     }
   }
   return { data: result, channels: outChannels, dims: input.dims };
+}
+
+/** Copies window `start` (every channel) out of the padded volume into slot `b` of a batch. */
+function cutWindow(padded: Float32Array, channels: number, [D, H, W]: Size3, [z0, y0, x0]: Size3, [rd, rh, rw]: Size3, batch: Float32Array, b: number): void {
+  const roiVoxels = rd * rh * rw;
+  for (let c = 0; c < channels; c++) {
+    const base = (b * channels + c) * roiVoxels;
+    for (let z = 0; z < rd; z++) {
+      for (let y = 0; y < rh; y++) {
+        const from = ((c * D + z0 + z) * H + y0 + y) * W + x0;
+        batch.set(padded.subarray(from, from + rw), base + (z * rh + y) * rw);
+      }
+    }
+  }
+}
+
+/** Adds window `b` of a prediction, weighted, into the sums, and its weights into the weight volume. */
+function blendWindow(predicted: Float32Array, b: number, outChannels: number, weights: Float32Array, [z0, y0, x0]: Size3, [rd, rh, rw]: Size3, [D, H, W]: Size3, sums: Float32Array, weightSum: Float32Array): void {
+  const roiVoxels = rd * rh * rw;
+  const volumeVoxels = D * H * W;
+  for (let z = 0; z < rd; z++) {
+    for (let y = 0; y < rh; y++) {
+      const row = (z * rh + y) * rw;
+      const target = ((z0 + z) * H + y0 + y) * W + x0;
+      for (let x = 0; x < rw; x++) weightSum[target + x] += weights[row + x];
+      for (let c = 0; c < outChannels; c++) {
+        const source = (b * outChannels + c) * roiVoxels + row;
+        const out = c * volumeVoxels + target;
+        for (let x = 0; x < rw; x++) sums[out + x] += predicted[source + x] * weights[row + x];
+      }
+    }
+  }
 }
 
 function padVolume(input: Tensor, dims: Size3, pads: Array<[number, number]>, value: number): Float32Array {

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { insideDir } from '../job';
-import { readVolumeFile } from '../volume/file';
+import { readVolumeFileAsync } from '../volume/file';
 import { type SnapshotOptions, type SnapshotResult, writeSnapshots } from './snapshot';
 
 export const CONFIG_META = 'config.meta';
@@ -45,10 +45,9 @@ export function publishedFiles(publishDir: string, meta: PublishMeta = readPubli
 }
 
 /** Snapshots of a publish folder's density volume with its first mask, into `outDir`. */
-export function renderPublished(publishDir: string, outDir: string, options: SnapshotOptions = {}): SnapshotResult & { meta: PublishMeta } {
+export async function renderPublished(publishDir: string, outDir: string, options: SnapshotOptions = {}): Promise<SnapshotResult & { meta: PublishMeta }> {
   const meta = readPublishMeta(publishDir);
-  const volume = readVolumeFile(insideDir(publishDir, meta.density));
   const maskName = meta.seg_masks[0];
-  const mask = maskName ? readVolumeFile(insideDir(publishDir, maskName)) : undefined;
+  const [volume, mask] = await Promise.all([readVolumeFileAsync(insideDir(publishDir, meta.density)), maskName ? readVolumeFileAsync(insideDir(publishDir, maskName)) : undefined]);
   return { ...writeSnapshots(volume, mask, outDir, options), meta };
 }

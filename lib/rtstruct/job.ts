@@ -80,7 +80,7 @@ export interface JobRtStructResult {
  * file is written, so a bad input (grid, values, a missing instance) writes nothing; files of an earlier run
  * are removed only then, so a re-run leaves nothing stale.
  */
-export function writeJobStructureSets(jobDir: string, options: JobRtStructOptions): JobRtStructResult {
+export async function writeJobStructureSets(jobDir: string, options: JobRtStructOptions): Promise<JobRtStructResult> {
   const started = process.hrtime.bigint();
   const inputs = segmentationsOfInference(options.inference) ?? segmentationsInJob(jobDir);
   const parserDir = options.parserDir ? resolve(options.parserDir) : join(jobDir, PARSER_FOLDER);
@@ -98,7 +98,7 @@ export function writeJobStructureSets(jobDir: string, options: JobRtStructOption
     let set: BuiltStructureSet;
     try {
       const source = readJobSourceSeries(parserDir, metadata, input.seriesInstanceUID);
-      set = buildStructureSet(readMaskVolume(segmentation), source, options);
+      set = buildStructureSet(await readMaskVolume(segmentation), source, options);
     } catch (err) {
       const message = err instanceof SourceSeriesError || err instanceof RtStructInputError ? err.message : (err as Error).message;
       throw new RtStructInputError(inputs.length > 1 ? `series ${input.seriesInstanceUID}: ${message}` : message);

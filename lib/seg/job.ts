@@ -12,7 +12,7 @@ import { encodePart10, writeFileAtomic } from '../dicom/writer';
 import { INFERENCE_REPORT_FILE, SEGMENTATION_DIR } from '../infer/job';
 import { insideDir, operatorDir } from '../job';
 import { SELECTED_IMAGES_FILE, type SelectedImagesFile, readDicomMetadata } from '../select/run';
-import { readVolumeFile } from '../volume/file';
+import { readVolumeFileAsync } from '../volume/file';
 import { readJobSourceSeries } from '../volume/source';
 import type { Volume } from '../volume/types';
 import { type BuiltSegmentation, type SegmentDefinition, type SegmentSummary, type SegmentationOptions, SegmentationInputError, buildSegmentation } from './segmentation';
@@ -59,10 +59,10 @@ interface Planned {
   segmentation: string;
 }
 
-function readVolume(path: string): Volume {
+async function readVolume(path: string): Promise<Volume> {
   if (!existsSync(path)) throw new SegmentationInputError(`the segmentation ${path} does not exist`);
   try {
-    return readVolumeFile(path);
+    return await readVolumeFileAsync(path);
   } catch (err) {
     throw new SegmentationInputError(`cannot read the segmentation ${path}: ${(err as Error).message}`);
   }
@@ -121,7 +121,7 @@ function algorithmOf(jobDir: string, options: JobSegmentationOptions): { name: s
 }
 
 /** Writes the job's SEGs into `seg/` (emptied first, so a rerun leaves nothing stale). */
-export function writeJobSegmentations(jobDir: string, options: JobSegmentationOptions): JobSegmentationResult {
+export async function writeJobSegmentations(jobDir: string, options: JobSegmentationOptions): Promise<JobSegmentationResult> {
   const started = process.hrtime.bigint();
   const planned = plan(jobDir, options);
   const algorithm = algorithmOf(jobDir, options);
@@ -134,7 +134,7 @@ export function writeJobSegmentations(jobDir: string, options: JobSegmentationOp
   for (const item of planned) {
     const source = readJobSourceSeries(parserDir, metadata, item.seriesInstanceUID);
     const result = buildSegmentation({
-      mask: readVolume(item.segmentation),
+      mask: await readVolume(item.segmentation),
       source,
       segments,
       options: { ...segmentationOptions, outDir, algorithm: { name: algorithm.name, version: algorithm.version || undefined } },

@@ -1,6 +1,6 @@
 /** Volume files by their names: MetaImage (`.mhd` with its `.raw`) or NIfTI-1 (`.nii`, `.nii.gz`). */
 import { readMetaImage, readMetaImageHeader, writeMetaImage } from './metaimage';
-import { readNifti, readNiftiHeader } from './nifti';
+import { readNifti, readNiftiAsync, readNiftiHeader } from './nifti';
 import { writeNiftiStream } from './stream';
 import type { Volume, VolumeHeader } from './types';
 
@@ -8,6 +8,14 @@ const isMetaImage = (path: string) => path.toLowerCase().endsWith('.mhd');
 
 export function readVolumeFile(path: string): Volume {
   return isMetaImage(path) ? readMetaImage(path) : readNifti(path);
+}
+
+/**
+ * readVolumeFile for the pipeline's stages, which run beside others in one event loop: a .nii.gz is read and
+ * inflated off it (in parallel blocks when this package wrote it). A MetaImage's raw data is one plain read.
+ */
+export async function readVolumeFileAsync(path: string): Promise<Volume> {
+  return isMetaImage(path) ? readMetaImage(path) : readNiftiAsync(path);
 }
 
 /**

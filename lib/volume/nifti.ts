@@ -1,6 +1,8 @@
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { constants as zlibConstants, gunzipSync, gzipSync } from 'node:zlib';
 import { writeFileAtomic } from '../dicom/writer';
+import { gunzipOffThread, wholeInflateChunkSize } from './gzip-index';
 import { BYTES_PER_VOXEL, Matrix4, Volume, type VolumeHeader, type VoxelArray, VoxelType, allocateVoxels, voxelView } from './types';
 
 const NIFTI_CODES: Record<VoxelType, number> = {
@@ -104,17 +106,6 @@ export function writeNifti(path: string, volume: Volume): void {
   writeFileAtomic(path, path.endsWith('.gz') ? gzipSync(raw, { level: 1 }) : raw);
 }
 
-/**
- * A whole .gz file inflated into one buffer sized by the size its trailer states (bounded by how far
- * deflate can expand), instead of zlib's 16 KB chunks joined by a copy of the whole volume at the end.
- * A wrong stated size only costs that join again.
- */
-function gunzipWhole(gz: Buffer): Buffer {
-  const stated = gz.length >= 18 ? gz.readUInt32LE(gz.length - 4) : 0;
-  // One byte more than stated, so that a full buffer does not make zlib allocate another just to find the end.
-  const chunkSize = Math.max(64 * 1024, Math.min(stated + 1, gz.length * 1032 + 1024, 2 ** 30));
-  return gunzipSync(gz, { chunkSize });
-}
 
 /**
  * The voxels as a view on the bytes read (the buffer is this reader's own) when they are aligned and
@@ -154,22 +145,49 @@ function parseNiftiHeader(buf: Buffer, path: string): VolumeHeader & { voxOffset
   };
 }
 
-/** Reads a NIfTI-1 file (.nii or .nii.gz) written by this package or another tool (dcm2niix). */
-export function readNifti(path: string): Volume {
-  let buf: Buffer = readFileSync(path);
-  if (buf[0] === 0x1f && buf[1] === 0x8b) {
-    try {
-      buf = gunzipWhole(buf);
-    } catch (err) {
-      throw new Error(`${path}: not a readable gzip stream (${(err as Error).message})`);
-    }
-  }
+const isGzip = (buf: Buffer) => buf[0] === 0x1f && buf[1] === 0x8b;
+
+function gzipError(path: string, err: unknown): Error {
+  return new Error(`${path}: not a readable gzip stream (${(err as Error).message})`);
+}
+
+/** The volume in a NIfTI-1 file's (inflated) bytes, checked whole; the voxels are a view on `buf` where they can be. */
+function niftiFromBytes(buf: Buffer, path: string): Volume {
   const { voxOffset, ...header } = parseNiftiHeader(buf, path);
   const count = header.dims[0] * header.dims[1] * header.dims[2];
   const needed = voxOffset + count * BYTES_PER_VOXEL[header.type];
   // A short file would otherwise come back with zeros where its voxels are missing.
   if (buf.length < needed) throw new Error(`${path}: truncated NIfTI-1 image (${buf.length} bytes, ${header.dims.join('×')} ${header.type} voxels need ${needed})`);
   return { ...header, data: voxelsOf(buf, header.type, voxOffset, count) };
+}
+
+/** Reads a NIfTI-1 file (.nii or .nii.gz) written by this package or another tool (dcm2niix). */
+export function readNifti(path: string): Volume {
+  let buf: Buffer = readFileSync(path);
+  if (isGzip(buf)) {
+    try {
+      buf = gunzipSync(buf, { chunkSize: wholeInflateChunkSize(buf) });
+    } catch (err) {
+      throw gzipError(path, err);
+    }
+  }
+  return niftiFromBytes(buf, path);
+}
+
+/**
+ * readNifti for the pipeline's stages: the file is read and inflated off the event loop, and a .nii.gz
+ * written here (with its block index) is inflated on several threads at once.
+ */
+export async function readNiftiAsync(path: string): Promise<Volume> {
+  let buf: Buffer = await readFile(path);
+  if (isGzip(buf)) {
+    try {
+      buf = await gunzipOffThread(buf);
+    } catch (err) {
+      throw gzipError(path, err);
+    }
+  }
+  return niftiFromBytes(buf, path);
 }
 
 /** Compressed bytes read at first for a .nii.gz header: deflate at any level packs 348 bytes into far fewer. */
@@ -202,7 +220,7 @@ export function readNiftiHeader(path: string): VolumeHeader {
       try {
         inflated = gunzipSync(compressed, { finishFlush: zlibConstants.Z_SYNC_FLUSH });
       } catch (err) {
-        throw new Error(`${path}: not a readable gzip stream (${(err as Error).message})`);
+        throw gzipError(path, err);
       }
       if (inflated.length >= HEADER_SIZE || compressed.length < length) {
         head = inflated;

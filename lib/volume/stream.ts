@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { constants as zlibConstants, crc32, deflateRaw } from 'node:zlib';
+import { encodeBlockIndex, gzipHeaderWithIndex } from './gzip-index';
 import { niftiHeader } from './nifti';
 import { yieldToEventLoop } from './scan';
 import type { Volume } from './types';
@@ -19,33 +20,29 @@ function* inChunks(parts: Uint8Array[]): Generator<Uint8Array> {
 const GZIP_BLOCK_BYTES = 4 << 20;
 /** Blocks being deflated at once (libuv's pool has 4 threads by default); bounds the output held. */
 const GZIP_BLOCKS_IN_FLIGHT = 4;
-/** Magic, deflate, no flags, no mtime, "fastest" (level 1), Unix: as zlib's own header at level 1. */
-const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 3]);
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.byteLength; ) done += writeSync(fd, bytes, done);
+function writeAll(fd: number, bytes: Uint8Array, position?: number): void {
+  for (let done = 0; done < bytes.byteLength; ) done += writeSync(fd, bytes, done, bytes.byteLength - done, position === undefined ? null : position + done);
 }
 
 /** Output chunk of a block's deflate: zlib's 16 KB default made each block hundreds of trips through the event loop. */
 const DEFLATE_CHUNK_BYTES = 1 << 20;
-/** Deflate's window: a block may refer back this far, into the block before it. */
-const DEFLATE_WINDOW = 32768;
 
 /**
- * A deflate stream cut at a block's end by a sync flush (byte-aligned, not final), so the blocks' outputs
- * joined in order are one valid deflate stream; the last block finishes it. The previous block's tail
- * primes the window (what the inflater has just written), so the cuts cost almost no compression.
+ * A block deflated on its own (no window carried over from the block before it), so that a reader that
+ * knows where the blocks are can inflate them side by side. Cut by a sync flush (byte-aligned, not final),
+ * so the blocks joined in order are still one valid deflate stream; the last block finishes it.
  */
-function deflateBlock(block: Uint8Array, previous: Uint8Array | undefined, last: boolean): Promise<Buffer> {
-  const dictionary = previous?.byteLength ? previous.subarray(Math.max(0, previous.byteLength - DEFLATE_WINDOW)) : undefined;
+function deflateBlock(block: Uint8Array, last: boolean): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    deflateRaw(block, { level: 1, chunkSize: DEFLATE_CHUNK_BYTES, finishFlush: last ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH, ...(dictionary ? { dictionary } : {}) }, (err, out) => (err ? reject(err) : resolve(out)));
+    deflateRaw(block, { level: 1, chunkSize: DEFLATE_CHUNK_BYTES, finishFlush: last ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH }, (err, out) => (err ? reject(err) : resolve(out)));
   });
 }
 
 /**
- * One gzip member written to `fd`, its blocks deflated in parallel off the main thread (the CRC is
- * computed here meanwhile), written in order as they finish. The blocks are views on the parts.
+ * One gzip member written to `fd`: its blocks deflated in parallel off the main thread (the CRC is computed
+ * here meanwhile) and written in order as they finish. The header's block index (see gzip-index.ts) is
+ * reserved first and filled in at the end, once the compressed sizes are known. The blocks are views on the parts.
  */
 async function writeGzip(fd: number, parts: Uint8Array[]): Promise<void> {
   const blocks: Uint8Array[] = [];
@@ -54,14 +51,16 @@ async function writeGzip(fd: number, parts: Uint8Array[]): Promise<void> {
   const pending: Array<Promise<Buffer>> = [];
   let next = 0;
   const launch = () => {
-    const deflating = deflateBlock(blocks[next], blocks[next - 1], next === blocks.length - 1);
+    const deflating = deflateBlock(blocks[next], next === blocks.length - 1);
     // A failure is thrown where the block is awaited; one left behind by an earlier failure is not unhandled.
     deflating.catch(() => undefined);
     pending.push(deflating);
     next++;
   };
   while (next < Math.min(blocks.length, GZIP_BLOCKS_IN_FLIGHT)) launch();
-  writeAll(fd, GZIP_HEADER);
+  const header = gzipHeaderWithIndex(blocks.length);
+  writeAll(fd, header.bytes);
+  const compressedSizes: number[] = [];
   let crc = 0;
   let size = 0;
   for (const block of blocks) {
@@ -70,11 +69,13 @@ async function writeGzip(fd: number, parts: Uint8Array[]): Promise<void> {
     const out = await (pending.shift() as Promise<Buffer>);
     if (next < blocks.length) launch();
     writeAll(fd, out);
+    compressedSizes.push(out.byteLength);
   }
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
   trailer.writeUInt32LE(size % 2 ** 32, 4);
   writeAll(fd, trailer);
+  if (header.indexAt !== undefined) writeAll(fd, encodeBlockIndex(blocks.map((b, i) => ({ compressed: compressedSizes[i], inflated: b.byteLength }))), header.indexAt);
 }
 
 /**

@@ -102,7 +102,7 @@ export = function register(RED: NodeAPI): void {
       node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-render-register.status.rendering') });
       // Let the status reach the editor before the (synchronous) rendering holds the event loop.
       await new Promise((resolve) => setImmediate(resolve));
-      const result = renderPublished(publishDir, insideDir(job.dir, RENDER_DIR));
+      const result = await renderPublished(publishDir, insideDir(job.dir, RENDER_DIR));
       const viewerUrl = `${viewerBase(RED.settings.httpNodeRoot)}/${encodeURIComponent(job.id)}`;
       updateJob(job.dir, (r) => {
         r.timestamps.rendered = new Date().toISOString();

@@ -69,7 +69,7 @@ export = function register(RED: NodeAPI): void {
         node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-rtstruct-writer.status.contouring') });
         // Let the status reach the editor before the (synchronous) contouring holds the event loop.
         await new Promise((resolve) => setImmediate(resolve));
-        result = writeJobStructureSets(job.dir, { ...settings, inference, algorithm: algorithmOf(inference), parserDir: messagePath(msg, 'parser', 'dir') });
+        result = await writeJobStructureSets(job.dir, { ...settings, inference, algorithm: algorithmOf(inference), parserDir: messagePath(msg, 'parser', 'dir') });
       } catch (err) {
         const message = (err as Error).message;
         recordJobError(job.dir, STAGE, message, true);

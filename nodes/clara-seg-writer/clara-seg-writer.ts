@@ -71,14 +71,14 @@ export = function register(RED: NodeAPI): void {
     const { settings, configError } = settingsAtDeploy(RED, node, TYPE, () => settingsOf(config));
 
 
-    function writeOne(msg: NodeMessageInFlow, send: SendFunction): void {
+    async function writeOne(msg: NodeMessageInFlow, send: SendFunction): Promise<void> {
       const job: JobRef = jobRefOf(msg as { job?: unknown });
       let result: JobSegmentationResult;
       try {
         if (configError || !settings) throw new Error(configError ?? 'not configured');
         setJobState(job.dir, 'writing', 'seg-writing');
         node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-seg-writer.status.writing') });
-        result = writeJobSegmentations(job.dir, { ...settings.options, segments: settings.segments, inference: inferenceOf(msg), selectedImages: messagePath(msg, 'selection', 'selectedImages') });
+        result = await writeJobSegmentations(job.dir, { ...settings.options, segments: settings.segments, inference: inferenceOf(msg), selectedImages: messagePath(msg, 'selection', 'selectedImages') });
       } catch (err) {
         const message = (err as Error).message;
         recordJobError(job.dir, STAGE, message, true);

@@ -171,7 +171,7 @@ describe('render/snapshot', () => {
     assert.deepEqual(sliceImages(volume, undefined).centre, [16, 20, 8]);
   });
 
-  it('renders a publish folder from its config.meta (.nii.gz) and lists only the files it names', () => {
+  it('renders a publish folder from its config.meta (.nii.gz) and lists only the files it names', async () => {
     const { volume, mask } = phantom();
     const pub = join(dir, 'publish');
     const uid = '1.2.3.4';
@@ -182,7 +182,7 @@ describe('render/snapshot', () => {
     writeFileSync(join(pub, 'config.meta'), JSON.stringify({ name: 'm', density: `${uid}.nii.gz`, settings: 'config_render.json', seg_masks: [`${uid}.output.nii.gz`] }));
     writeFileSync(join(pub, 'config_render.json'), '{}');
     writeFileSync(join(pub, 'unlisted.txt'), 'x');
-    const r = renderPublished(pub, render);
+    const r = await renderPublished(pub, render);
     assert.deepEqual(r.centre, [21, 19, 8]);
     assert.deepEqual(publishedFiles(pub).sort(), ['1.2.3.4.nii.gz', '1.2.3.4.output.nii.gz', 'config.meta', 'config_render.json']);
     writeFileSync(join(pub, 'config.meta'), JSON.stringify({ density: '../../etc/passwd', seg_masks: [] }));

@@ -279,18 +279,18 @@ describe('lib/rtstruct structure sets: valid, read back exactly by plastimatch, 
     assert.deepEqual(readdirSync(out), []);
   });
 
-  it('contours every segmentation of a job into rtstruct/, and a job missing a source instance gets the reason and no file', () => {
+  it('contours every segmentation of a job into rtstruct/, and a job missing a source instance gets the reason and no file', async () => {
     const job = copyJob(store, phantom.job);
     const target = phantom.study.targetSeriesInstanceUID;
     mkdirSync(join(job.dir, 'segmentation'), { recursive: true });
     writeNifti(join(job.dir, 'segmentation', `${target}.nii.gz`), threeLabels);
-    const result = writeJobStructureSets(job.dir, { labels: parseLabels('["Tumor", "Shell", "Ball"]') });
+    const result = await writeJobStructureSets(job.dir, { labels: parseLabels('["Tumor", "Shell", "Ball"]') });
     assert.equal(result.files.length, 1);
     assert.equal(result.files[0].sourceSeriesInstanceUID, target);
     assert.deepEqual(readdirSync(join(job.dir, 'rtstruct')), [`${result.files[0].sopInstanceUID}.dcm`]);
     assert.deepEqual(result.files[0].rois.map((r) => r.name), ['Tumor', 'Shell', 'Ball']);
     // A re-run replaces the earlier file.
-    const again = writeJobStructureSets(job.dir, { labels: parseLabels('["Tumor", "Shell", "Ball"]') });
+    const again = await writeJobStructureSets(job.dir, { labels: parseLabels('["Tumor", "Shell", "Ball"]') });
     assert.deepEqual(readdirSync(join(job.dir, 'rtstruct')), [`${again.files[0].sopInstanceUID}.dcm`]);
 
     const broken = copyJob(store, phantom.job);
@@ -298,7 +298,7 @@ describe('lib/rtstruct structure sets: valid, read back exactly by plastimatch, 
     writeNifti(join(broken.dir, 'segmentation', `${target}.nii.gz`), threeLabels);
     const targetFolder = join(broken.dir, 'dicom', phantom.study.series.find((s) => s.isTarget)!.dir.replace(/^dicom\//, ''));
     rmSync(join(targetFolder, readdirSync(targetFolder).sort()[3]));
-    assert.throws(() => writeJobStructureSets(broken.dir, { labels: parseLabels('["Tumor", "Shell", "Ball"]') }), /source instance .* is missing/);
+    await assert.rejects(() => writeJobStructureSets(broken.dir, { labels: parseLabels('["Tumor", "Shell", "Ball"]') }), /source instance .* is missing/);
     assert.ok(!existsSync(join(broken.dir, 'rtstruct')) || readdirSync(join(broken.dir, 'rtstruct')).length === 0);
     assert.equal(readJob(broken.dir).state, 'selected', 'the lib leaves job.json to the node');
   });

@@ -259,7 +259,7 @@ describe('lib/seg: DICOM Segmentation from a label volume on its source series',
     assert.ok(!existsSync(outDir) || readdirSync(outDir).length === 0);
   });
 
-  it('refuses bad input with a clear reason and writes no file: another grid, values beyond the labels, a missing source instance, bad settings', () => {
+  it('refuses bad input with a clear reason and writes no file: another grid, values beyond the labels, a missing source instance, bad settings', async () => {
     const outDir = join(scratch.dir, 'out-bad');
     const segments = parseSegmentDefinitions('["Tumor-seg"]');
     const { source: axial } = sourceOfSeries('Ax T1 SE');
@@ -288,7 +288,7 @@ describe('lib/seg: DICOM Segmentation from a label volume on its source series',
     mkdirSync(join(copy, 'segmentation'), { recursive: true });
     writeNifti(join(copy, 'segmentation', `${target.SeriesInstanceUID}.nii.gz`), t1cParserMask);
     rmSync(join(copy, 'parser', metadata.dicomFolder, target.instances[5].file));
-    assert.throws(() => writeJobSegmentations(copy, { segments, algorithm: ALGORITHM }), /source instance .* is missing/);
+    await assert.rejects(() => writeJobSegmentations(copy, { segments, algorithm: ALGORITHM }), /source instance .* is missing/);
     assert.ok(!existsSync(join(copy, 'seg')), 'no seg/ folder');
   });
 
