@@ -1,4 +1,5 @@
 import type { Node, NodeAPI, NodeMessageInFlow } from 'node-red';
+import { type OffloadedFunction, prepareOffThread } from '../lib/offload';
 import { type Translate, errorStatus, statusAtDeploy } from './status-text';
 
 export type SendFunction = (msg: NodeMessageInFlow | Array<NodeMessageInFlow | null>) => void;
@@ -64,6 +65,18 @@ export function workJobsInOrder(node: Node, options: JobQueueOptions): { busy():
  * A node's settings, checked when the flow is deployed rather than on the first study: the settings, or
  * the reason they are refused, which goes to the log and a red status. The node then fails every msg with it.
  */
+/**
+ * Prepares a stage thread (lib/offload) a moment after the node is deployed: after Node-RED's start-up,
+ * which it would otherwise slow, and before the first study reaches the node.
+ */
+export function prepareStageThreadSoon(node: Node, name: OffloadedFunction): void {
+  const timer = setTimeout(() => prepareOffThread(name), STAGE_THREAD_DELAY_MS);
+  timer.unref();
+  node.on('close', () => clearTimeout(timer));
+}
+
+const STAGE_THREAD_DELAY_MS = 1000;
+
 export function settingsAtDeploy<T>(RED: NodeAPI, node: Node, type: string, read: () => T): { settings?: T; configError?: string } {
   try {
     return { settings: read() };

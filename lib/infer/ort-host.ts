@@ -4,7 +4,7 @@
  * come back by structured clone.
  */
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { RequestWorker } from '../offload/request-worker';
 
 export interface SessionOpenOptions {
   intraOpNumThreads: number;
@@ -20,92 +20,48 @@ export interface WorkerTensor {
   shape: number[];
 }
 
-export type WorkerRequest =
-  | { op: 'open'; id: number; file: string; options: SessionOpenOptions }
-  | { op: 'run'; id: number; session: number; feeds: WorkerTensor[]; outputs: string[] }
-  | { op: 'close'; id: number; session: number };
+export interface WorkerOutput {
+  name: string;
+  type: string;
+  dims: number[];
+  data: ArrayBufferView;
+}
 
-export type WorkerReply =
-  | { id: number; ok: false; error: string }
-  | { id: number; ok: true; session: number; inputNames: string[]; outputNames: string[]; inputMetadata: unknown[]; outputMetadata: unknown[] }
-  | { id: number; ok: true; outputs: Array<{ name: string; type: string; dims: number[]; data: ArrayBufferView }> }
-  | { id: number; ok: true };
-
-export interface WorkerSession {
+export interface OpenedSession {
+  session: number;
   inputNames: string[];
   outputNames: string[];
   inputMetadata: unknown[];
   outputMetadata: unknown[];
-  run(feeds: WorkerTensor[], outputs: string[]): Promise<Array<{ name: string; type: string; dims: number[]; data: ArrayBufferView }>>;
+}
+
+export type OrtRequest =
+  | { op: 'open'; file: string; options: SessionOpenOptions }
+  | { op: 'run'; session: number; feeds: WorkerTensor[]; outputs: string[] }
+  | { op: 'close'; session: number };
+
+export type OrtAnswer = OpenedSession | WorkerOutput[] | null;
+
+export interface WorkerSession extends Omit<OpenedSession, 'session'> {
+  run(feeds: WorkerTensor[], outputs: string[]): Promise<WorkerOutput[]>;
   release(): Promise<void>;
 }
 
-type Pending = { resolve: (reply: WorkerReply) => void; reject: (err: Error) => void };
+/** The process's one inference thread (see ort-worker.ts for why one). */
+const inferenceThread = new RequestWorker<OrtRequest, OrtAnswer>(join(__dirname, 'ort-worker.js'), 'inference');
 
-let worker: Worker | undefined;
-const pending = new Map<number, Pending>();
-let nextRequest = 1;
-
-/** The process's one inference worker, started on first use; it keeps the process alive only while a request is out. */
-function inferenceWorker(): Worker {
-  if (worker) return worker;
-  const started = new Worker(join(__dirname, 'ort-worker.js'));
-  started.unref();
-  started.on('message', (reply: WorkerReply) => {
-    const waiting = pending.get(reply.id);
-    if (!waiting) return;
-    pending.delete(reply.id);
-    if (pending.size === 0) started.unref();
-    waiting.resolve(reply);
-  });
-  const fail = (err: Error) => {
-    if (worker === started) worker = undefined;
-    for (const [id, waiting] of pending) {
-      pending.delete(id);
-      waiting.reject(new Error(`the inference worker stopped: ${err.message}`));
-    }
-  };
-  started.on('error', fail);
-  started.on('exit', (code) => fail(new Error(`exit code ${code}`)));
-  worker = started;
-  return started;
-}
-
-/** Distributes Omit over the request union, so each kind keeps its own fields. */
-type RequestBody = WorkerRequest extends infer R ? (R extends WorkerRequest ? Omit<R, 'id'> : never) : never;
-
-function request(body: RequestBody, transfer: ArrayBuffer[] = []): Promise<WorkerReply> {
-  const target = inferenceWorker();
-  const id = nextRequest++;
-  return new Promise<WorkerReply>((resolve, reject) => {
-    pending.set(id, { resolve, reject });
-    target.ref();
-    target.postMessage({ ...body, id } as WorkerRequest, transfer);
-  }).then((reply) => {
-    if (!reply.ok) throw new Error(reply.error);
-    return reply;
-  });
-}
-
-/** Opens an onnxruntime session on `file` in the inference worker. */
+/** Opens an onnxruntime session on `file` in the inference thread. */
 export async function openWorkerSession(file: string, options: SessionOpenOptions): Promise<WorkerSession> {
-  const opened = await request({ op: 'open', file, options });
-  if (!('session' in opened)) throw new Error('the inference worker answered an open without a session');
-  const session = opened.session;
+  const { session, ...described } = (await inferenceThread.request({ op: 'open', file, options })) as OpenedSession;
   return {
-    inputNames: opened.inputNames,
-    outputNames: opened.outputNames,
-    inputMetadata: opened.inputMetadata,
-    outputMetadata: opened.outputMetadata,
+    ...described,
     async run(feeds, outputs) {
-      // A copy the worker can own: the caller's arrays are often views on buffers it goes on using.
+      // A copy the thread can own: the caller's arrays are often views on buffers it goes on using.
       const copies = feeds.map((t) => ({ ...t, data: copyOf(t.data) }));
-      const reply = await request({ op: 'run', session, feeds: copies, outputs }, copies.map((t) => t.data.buffer as ArrayBuffer));
-      if (!('outputs' in reply)) throw new Error('the inference worker answered a run without outputs');
-      return reply.outputs;
+      return (await inferenceThread.request({ op: 'run', session, feeds: copies, outputs }, copies.map((t) => t.data.buffer as ArrayBuffer))) as WorkerOutput[];
     },
     async release() {
-      await request({ op: 'close', session });
+      await inferenceThread.request({ op: 'close', session });
     },
   };
 }

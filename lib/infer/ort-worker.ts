@@ -4,19 +4,19 @@
  * onnxruntime-node's `run` is synchronous native code behind a Promise: on the main thread it would hold
  * Node-RED's event loop for the whole of each batch (a second and more on a small box), and no C-STORE,
  * send, editor request or other flow would be served meanwhile. Here it holds only this thread.
- * One worker serves all sessions, for the life of the process: onnxruntime's native binding is loaded
+ * One thread serves all sessions, for the life of the process: onnxruntime's native binding is loaded
  * once, and is never loaded into two threads at once.
  */
-import { parentPort } from 'node:worker_threads';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
-import type { WorkerReply, WorkerRequest } from './ort-host';
+import { serveRequests } from '../offload/request-worker';
+import type { OrtAnswer, OrtRequest } from './ort-host';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
 const sessions = new Map<number, InferenceSession>();
 let nextSession = 1;
 
-async function answer(request: WorkerRequest): Promise<WorkerReply> {
+async function answer(request: OrtRequest): Promise<OrtAnswer> {
   switch (request.op) {
     case 'open': {
       const session = await ort.InferenceSession.create(request.file, request.options);
@@ -24,8 +24,6 @@ async function answer(request: WorkerRequest): Promise<WorkerReply> {
       sessions.set(id, session);
       const described = session as unknown as { inputMetadata?: readonly unknown[]; outputMetadata?: readonly unknown[] };
       return {
-        id: request.id,
-        ok: true,
         session: id,
         inputNames: [...session.inputNames],
         outputNames: [...session.outputNames],
@@ -40,26 +38,20 @@ async function answer(request: WorkerRequest): Promise<WorkerReply> {
       const feeds: Record<string, Tensor> = {};
       for (const t of request.feeds) feeds[t.name] = new ort.Tensor(t.type as 'float32', t.data as Float32Array, t.shape);
       const results = await session.run(feeds);
-      const outputs = request.outputs.map((name) => {
+      // Cloned, not transferred: the outputs' memory may be onnxruntime's own, which cannot be handed over.
+      return request.outputs.map((name) => {
         const r = results[name];
         if (!r) throw new Error(`the session gave no output ${name}`);
         return { name, type: r.type, dims: [...r.dims], data: r.data as Float32Array };
       });
-      return { id: request.id, ok: true, outputs };
     }
     case 'close': {
       const session = sessions.get(request.session);
       sessions.delete(request.session);
       await session?.release();
-      return { id: request.id, ok: true };
+      return null;
     }
   }
 }
 
-parentPort?.on('message', (request: WorkerRequest) => {
-  answer(request).then(
-    // Outputs are cloned, not transferred: their memory may be onnxruntime's own, which cannot be handed over.
-    (reply) => parentPort?.postMessage(reply),
-    (err: unknown) => parentPort?.postMessage({ id: request.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies WorkerReply),
-  );
-});
+serveRequests<OrtRequest, OrtAnswer>(async (request) => ({ value: await answer(request) }));

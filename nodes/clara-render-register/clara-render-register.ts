@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { type JobRef, insideDir, resolveWorkRoot, jobRefOf, messagePath, recordJobError, updateJob } from '../../lib/job';
-import { publishedFiles, readPublishMeta, renderPublished } from '../../lib/render/publish';
+import { publishedFiles, readPublishMeta } from '../../lib/render/publish';
+import { renderPublishedOffThread } from '../../lib/offload';
 import { PUBLISH_DIR, RENDER_DIR } from '../../lib/render/registry';
-import { type SendFunction, settingsAtDeploy, workJobsInOrder } from '../job-queue';
+import { type SendFunction, prepareStageThreadSoon, settingsAtDeploy, workJobsInOrder } from '../job-queue';
 import { type HttpApp, VIEWER_PATH, registerViewer } from '../render-viewer';
 
 type Mode = 'viewer' | 'render-server';
@@ -100,9 +101,8 @@ export = function register(RED: NodeAPI): void {
       // Jobs may live under another root than the default (clara-dicom-in's work root setting).
       registerViewer(httpNode, dirname(job.dir), (m) => node.warn(m));
       node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-render-register.status.rendering') });
-      // Let the status reach the editor before the (synchronous) rendering holds the event loop.
-      await new Promise((resolve) => setImmediate(resolve));
-      const result = await renderPublished(publishDir, insideDir(job.dir, RENDER_DIR));
+      // In a stage thread (lib/offload): the slices are drawn without holding the event loop.
+      const result = await renderPublishedOffThread(publishDir, insideDir(job.dir, RENDER_DIR));
       const viewerUrl = `${viewerBase(RED.settings.httpNodeRoot)}/${encodeURIComponent(job.id)}`;
       updateJob(job.dir, (r) => {
         r.timestamps.rendered = new Date().toISOString();
@@ -166,6 +166,7 @@ export = function register(RED: NodeAPI): void {
       send(msg);
     }
 
+    if (settings?.mode === 'viewer') prepareStageThreadSoon(node, 'renderPublished');
     workJobsInOrder(node, { type: TYPE, translate: RED._, work: registerOne });
   }
 

@@ -1,10 +1,11 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { generateUid } from '../../lib/dicom/uids';
 import { type JobRef, jobRefOf, messagePath, recordJobError, setJobState, updateJob } from '../../lib/job';
-import { type SendFunction, settingsAtDeploy, workJobsInOrder } from '../job-queue';
+import { type SendFunction, prepareStageThreadSoon, settingsAtDeploy, workJobsInOrder } from '../job-queue';
 import { statusLine } from '../status-text';
 import { MAX_TOLERANCE_PX } from '../../lib/rtstruct/contours';
-import { type JobRtStructResult, writeJobStructureSets } from '../../lib/rtstruct/job';
+import type { JobRtStructResult } from '../../lib/rtstruct/job';
+import { writeJobStructureSetsOffThread } from '../../lib/offload';
 import { type RoiLabel, parseLabels } from '../../lib/rtstruct/labels';
 import { DEFAULT_SERIES_DESCRIPTION, DEFAULT_STRUCTURE_SET_LABEL } from '../../lib/rtstruct/structure-set';
 
@@ -67,9 +68,8 @@ export = function register(RED: NodeAPI): void {
         const inference = (msg as { inference?: unknown }).inference;
         setJobState(job.dir, 'writing', 'rtstruct-writing');
         node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-rtstruct-writer.status.contouring') });
-        // Let the status reach the editor before the (synchronous) contouring holds the event loop.
-        await new Promise((resolve) => setImmediate(resolve));
-        result = await writeJobStructureSets(job.dir, { ...settings, inference, algorithm: algorithmOf(inference), parserDir: messagePath(msg, 'parser', 'dir') });
+        // In a stage thread (lib/offload): the contours are traced without holding the event loop.
+        result = await writeJobStructureSetsOffThread(job.dir, { ...settings, inference, algorithm: algorithmOf(inference), parserDir: messagePath(msg, 'parser', 'dir') });
       } catch (err) {
         const message = (err as Error).message;
         recordJobError(job.dir, STAGE, message, true);
@@ -95,6 +95,7 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
+    if (settings) prepareStageThreadSoon(node, 'writeJobStructureSets');
     workJobsInOrder(node, {
       type: TYPE,
       translate: RED._,

@@ -1,7 +1,8 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { type JobRef, jobRefOf, messagePath, recordJobError, setJobState, updateJob } from '../../lib/job';
-import { type SendFunction, settingsAtDeploy, workJobsInOrder } from '../job-queue';
-import { type InferenceInput, type JobSegmentationOptions, type JobSegmentationResult, type SegmentDefinition, checkSegmentationSettings, parseSegmentDefinitions, writeJobSegmentations } from '../../lib/seg';
+import { type SendFunction, prepareStageThreadSoon, settingsAtDeploy, workJobsInOrder } from '../job-queue';
+import { type InferenceInput, type JobSegmentationOptions, type JobSegmentationResult, type SegmentDefinition, checkSegmentationSettings, parseSegmentDefinitions } from '../../lib/seg';
+import { writeJobSegmentationsOffThread } from '../../lib/offload';
 
 /** The editor's settings, as Node-RED stores them (text fields stay strings). */
 type ClaraSegWriterDef = NodeDef & {
@@ -78,7 +79,8 @@ export = function register(RED: NodeAPI): void {
         if (configError || !settings) throw new Error(configError ?? 'not configured');
         setJobState(job.dir, 'writing', 'seg-writing');
         node.status({ fill: 'blue', shape: 'dot', text: RED._('clara-seg-writer.status.writing') });
-        result = await writeJobSegmentations(job.dir, { ...settings.options, segments: settings.segments, inference: inferenceOf(msg), selectedImages: messagePath(msg, 'selection', 'selectedImages') });
+        // In a stage thread (lib/offload): the frames are built without holding the event loop.
+        result = await writeJobSegmentationsOffThread(job.dir, { ...settings.options, segments: settings.segments, inference: inferenceOf(msg), selectedImages: messagePath(msg, 'selection', 'selectedImages') });
       } catch (err) {
         const message = (err as Error).message;
         recordJobError(job.dir, STAGE, message, true);
@@ -111,6 +113,7 @@ export = function register(RED: NodeAPI): void {
       );
     }
 
+    if (settings) prepareStageThreadSoon(node, 'writeJobSegmentations');
     workJobsInOrder(node, { type: TYPE, translate: RED._, work: writeOne });
   }
 
