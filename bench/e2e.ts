@@ -1,6 +1,6 @@
 /**
  * End to end: Clara's Advanced DICOM Integration pipeline (the seed YAML, imported by flows/mapping.ts with
- * MYPACS pointed at a real Orthanc on loopback) run by `clara-dicom run --via c-store` in a fresh process
+ * MYPACS pointed at a real Orthanc on loopback) run by `clara-dicom run --via storescu` in a fresh process
  * per round (Node-RED initialises once per process), from the first C-STORE of the phantom study to the
  * SEG and the RTSTRUCT answered by Orthanc; each round checks that Orthanc holds both. The run's report
  * gives the breakdown: receiving (the study timeout left out), each node's time, the model's own
@@ -103,7 +103,7 @@ async function storedInOrthanc(orthanc: OrthancInstance, files: string[]): Promi
 async function oneRound(flowFile: string, studyDir: string, scratch: string, orthanc: OrthancInstance, storescp: { port: number }, packageRoot: string, round: number): Promise<RoundFigures> {
   const out = join(scratch, `run-${round}`);
   rmSync(out, { recursive: true, force: true });
-  const timed = await timeProcess(process.execPath, [join(BUILD_DIR, 'lib', 'cli', 'main.js'), 'run', flowFile, '--input', studyDir, '--out', out, '--via', 'c-store', '--study-timeout', String(STUDY_TIMEOUT_SECONDS), '--json'], { CLARA_TEST_PACKAGE_ROOT: packageRoot });
+  const timed = await timeProcess(process.execPath, [join(BUILD_DIR, 'lib', 'cli', 'main.js'), 'run', flowFile, '--input', studyDir, '--out', out, '--via', 'storescu', '--study-timeout', String(STUDY_TIMEOUT_SECONDS), '--json'], { CLARA_TEST_PACKAGE_ROOT: packageRoot });
   const report = JSON.parse(timed.stdout) as FlowRunReport;
   if (!report.ok) throw new Error(`the run failed: ${JSON.stringify({ problems: report.problems.slice(0, 5), deliveries: report.deliveries, jobs: report.jobs.map((j) => [j.state, j.errors]) })}`);
   if (report.jobs.length !== 1) throw new Error(`expected one job, got ${report.jobs.length} (did the study timeout split the study?)`);
@@ -202,7 +202,7 @@ function rowsFor(r: SizeResult, origin: string, load: string): BenchRow[] {
     higherIsBetter: false,
     oursPeakRssMb: rss,
     notes:
-      `${origin}, run by clara-dicom run --via c-store (our SCU in the same process as Node-RED), one process per round; median of ${n} (${list((f) => f.budgeted)} s) after a warm-up round. ` +
+      `${origin}, run by clara-dicom run --via storescu (dcmtk storescu sends the study from a process of its own, as a PACS would), one process per round; median of ${n} (${list((f) => f.budgeted)} s) after a warm-up round. ` +
       `Whole: ${m((f) => f.e2e).toFixed(2)} s, of which study timeout ${STUDY_TIMEOUT_SECONDS} s and session.run ${m((f) => f.modelSeconds).toFixed(2)} s. ` +
       `Critical path: receive ${m((f) => f.receive).toFixed(2)}, parse ${stage('clara-dicom-parser').toFixed(2)}, select ${stage('clara-series-selector').toFixed(2)}, inference outside session.run ${(stage('clara-triton-infer') - m((f) => f.modelSeconds)).toFixed(2)}, ` +
       `then SEG ${stage('clara-seg-writer').toFixed(2)} ∥ RTSTRUCT ${stage('clara-rtstruct-writer').toFixed(2)} ∥ render ${stage('clara-render-register').toFixed(2)} and deliveries, ${m((f) => f.afterInference).toFixed(2)} s from the writers' start to the last answer. Orthanc held both results after every round. ${load}`,
@@ -216,7 +216,7 @@ function rowsFor(r: SizeResult, origin: string, load: string): BenchRow[] {
     unit: 's',
     ratio: m((f) => f.peers.receive) / m((f) => f.receive),
     higherIsBetter: true,
-    notes: `ours: from the first instance sent to the job handed on, less the ${STUDY_TIMEOUT_SECONDS} s study timeout; sender and receiver share Node-RED's process (the peer pair are two processes); ours ${list((f) => f.receive)} s, peer ${list((f) => f.peers.receive)} s. Standalone SCP figures: section scp.`,
+    notes: `ours: from the first instance sent to the job handed on, less the ${STUDY_TIMEOUT_SECONDS} s study timeout; the same storescu command sends to clara-dicom-in in Node-RED as to storescp; ours ${list((f) => f.receive)} s, peer ${list((f) => f.peers.receive)} s. Standalone SCP figures: section scp.`,
   });
   rows.push({
     name: 'E2E stage: parse (clara-dicom-parser node, every series to .nii.gz)',
@@ -243,7 +243,7 @@ function rowsFor(r: SizeResult, origin: string, load: string): BenchRow[] {
     target: '≥ 0.85 (overhead ≤ 15 % of the total)',
     met: model / inferNode >= 0.85,
     higherIsBetter: true,
-    notes: `node time includes reading the parsed .nii.gz and writing the mask and the publish copies; overhead ${(inferNode - model).toFixed(2)} s (${(((inferNode - model) / inferNode) * 100).toFixed(0)} %). Same-process bare comparison: section infer.`,
+    notes: `node time includes reading the parsed .nii.gz (in parallel blocks) and writing the mask and the publish links; the model runs in the inference thread; overhead ${(inferNode - model).toFixed(2)} s (${(((inferNode - model) / inferNode) * 100).toFixed(0)} %). Same-process bare comparison: section infer.`,
   });
   for (const s of NODE_STAGES) {
     if (s.type === 'clara-dicom-parser' || s.type === 'clara-triton-infer') continue;
@@ -257,7 +257,7 @@ function rowsFor(r: SizeResult, origin: string, load: string): BenchRow[] {
       unit: 's',
       ratio: NaN,
       higherIsBetter: false,
-      notes: `node time inside the running flow, ${list((f) => f.stages[s.type] ?? NaN)} s${s.type === 'clara-render-register' ? '; a branch of its own beside the writers (no delivery waits on it, but it shares the 2 cores with them)' : ''}`,
+      notes: `node time inside the running flow, ${list((f) => f.stages[s.type] ?? NaN)} s${s.type === 'clara-render-register' ? '; a branch of its own beside the writers, in a stage thread as they are (no delivery waits on it, but the three share the 2 cores)' : ''}`,
     });
   }
   rows.push({

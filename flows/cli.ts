@@ -11,7 +11,7 @@ import { DeployError, deployFlow } from './deploy';
 import { ExportError, flowToPipeline, pipelineToYaml } from './export';
 import { type DestinationAddress, type FlowNode, type ImportOptions, pipelineToFlow } from './mapping';
 import { PipelineError, parsePipeline } from './pipeline';
-import { FlowRunError, formatRunReport, runFlow } from './run';
+import { FlowRunError, RUN_INPUT_ROUTES, formatRunReport, runFlow } from './run';
 
 /** `-o FILE` is the documented spelling; the shared parser knows only long options. */
 function withLongOut(argv: string[]): string[] {
@@ -157,7 +157,7 @@ export function untilInterrupted(): Promise<void> {
 }
 
 /**
- * clara-dicom run <pipeline.yaml|flow.json> --input <dicom-dir> --out <dir> [--via ingest|c-store] [--entry ID]
+ * clara-dicom run <pipeline.yaml|flow.json> --input <dicom-dir> --out <dir> [--via ingest|c-store|storescu] [--entry ID]
  *   [--study-timeout S] [--timeout S] [--port N] [--serve] [--json] [--verbose] [import options]
  * Exit 0 when every job finished and every result was delivered, 1 otherwise; the report is written either way.
  */
@@ -184,7 +184,7 @@ export async function runRun(argv: string[]): Promise<number> {
       flow,
       input,
       outDir: out,
-      via: stringOption(args, 'via', ['ingest', 'c-store'] as const, 'ingest'),
+      via: stringOption(args, 'via', RUN_INPUT_ROUTES, 'ingest'),
       entry,
       studyTimeoutSeconds: studyTimeout,
       timeoutMs: intOption(args, 'timeout', 600, 1, 86400) * 1000,

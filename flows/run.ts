@@ -12,6 +12,7 @@
  *   <out>/run-report.json      the report
  * File watchers (`watch` nodes) are switched off for the run: the input is handed to clara-dicom-in directly.
  */
+import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -49,8 +50,11 @@ export interface FlowRunOptions {
   /** A folder of DICOM files (searched recursively); other files are reported and left out. */
   input: string;
   outDir: string;
-  /** `ingest` hands the folder to clara-dicom-in's input (default); `c-store` sends every file to its SCP. */
-  via?: 'ingest' | 'c-store';
+  /**
+   * `ingest` hands the folder to clara-dicom-in's input (default); `c-store` sends every file to its SCP
+   * from this process; `storescu` has dcmtk's storescu send them from a process of its own, as a PACS would.
+   */
+  via?: RunInputRoute;
   /** The clara-dicom-in that takes the study, by id or name, where the flow has several that no destination points at. */
   entry?: string;
   /** Quiet time of every clara-dicom-in, seconds (default 1: the whole study is sent at once). */
@@ -108,7 +112,7 @@ export interface JobReport {
 
 export interface FlowRunReport {
   nodeRedVersion: string;
-  input: { folder: string; files: number; instances: number; skipped: Array<{ path: string; reason: string }>; via: 'ingest' | 'c-store'; entry: string };
+  input: { folder: string; files: number; instances: number; skipped: Array<{ path: string; reason: string }>; via: RunInputRoute; entry: string };
   /** Seconds from the first instance handed over to the receiving node emitting the job (C-STORE: includes the study timeout). */
   receiveSeconds?: number;
   /** Seconds after the run started that the first instance was handed over (the time base of `timings` and deliveries' `finishedAt`). */
@@ -225,7 +229,7 @@ async function prepareFlow(source: FlowNode[], outDir: string, options: FlowRunO
       archives.push({ node: receiver, dir: workRoot });
     } else {
       entryPort = port;
-      if (options.via === 'c-store' && typeof receiver.allow === 'string' && receiver.allow.trim()) receiver.allow = `${receiver.allow}\n${RUN_CALLING_AE}@127.0.0.1`;
+      if (options.via !== undefined && options.via !== 'ingest' && typeof receiver.allow === 'string' && receiver.allow.trim()) receiver.allow = `${receiver.allow}\n${RUN_CALLING_AE}@127.0.0.1`;
     }
     Object.assign(receiver, { host: '127.0.0.1', port, studyTimeout, workRoot });
   }
@@ -255,6 +259,23 @@ function jobOutputs(jobDir: string): string[] {
   return filesUnder(jobDir)
     .map((f) => relative(jobDir, f))
     .filter((f) => !f.startsWith('dicom/') && f !== 'job.json' && !f.startsWith('.'));
+}
+
+export const RUN_INPUT_ROUTES = ['ingest', 'c-store', 'storescu'] as const;
+export type RunInputRoute = (typeof RUN_INPUT_ROUTES)[number];
+
+/**
+ * dcmtk's storescu sending `files` in one association, with TCP_NODELAY as dcmtk's benchmarks want it; resolves
+ * with why it failed (its exit code and last message), or undefined when every instance was stored.
+ */
+function storescu(files: string[], port: number, calledAE: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const child = spawn('storescu', ['-aet', RUN_CALLING_AE, '-aec', calledAE, '127.0.0.1', String(port), ...files], { env: { ...process.env, TCP_NODELAY: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    child.on('error', (err) => resolve(`storescu could not start (${err.message}): install dcmtk, or use --via c-store`));
+    child.on('close', (code) => resolve(code === 0 ? undefined : `storescu exit ${code}: ${stderr.trim().split('\n').pop() ?? ''}`));
+  });
 }
 
 export async function runFlow(options: FlowRunOptions): Promise<FlowRunReport> {
@@ -392,6 +413,11 @@ export async function runFlow(options: FlowRunOptions): Promise<FlowRunReport> {
       const sent = await sendFiles(instances, { host: '127.0.0.1', port: prepared.entryPort, callingAE: RUN_CALLING_AE, calledAE: String(prepared.entry.aeTitle ?? 'CLARA') });
       log(`  C-STORE: ${sent.sent} of ${instances.length} instances stored by ${String(prepared.entry.aeTitle ?? 'CLARA')}@127.0.0.1:${prepared.entryPort} in ${((Date.now() - firstHandOver) / 1000).toFixed(2)} s`);
       for (const f of sent.failed) skipped.push({ path: f.file, reason: `C-STORE status ${f.status}` });
+    } else if (via === 'storescu') {
+      const calledAE = String(prepared.entry.aeTitle ?? 'CLARA');
+      const failure = await storescu(instances, prepared.entryPort, calledAE);
+      log(`  storescu: ${instances.length} instance(s) sent to ${calledAE}@127.0.0.1:${prepared.entryPort} in ${((Date.now() - firstHandOver) / 1000).toFixed(2)} s${failure ? `; ${failure}` : ''}`);
+      if (failure) skipped.push({ path: inputDir, reason: failure });
     } else {
       const node = RED.nodes.getNode(prepared.entry.id);
       if (!node) throw new FlowRunError(`clara-dicom-in ${prepared.entry.id} did not start`);
@@ -487,7 +513,7 @@ export async function runFlow(options: FlowRunOptions): Promise<FlowRunReport> {
 /** The report as lines for a terminal: per job, the time each node took, what it wrote, where it went. */
 export function formatRunReport(report: FlowRunReport): string[] {
   const lines: string[] = [];
-  if (report.receiveSeconds !== undefined) lines.push(`  study received and handed on as a job in ${report.receiveSeconds.toFixed(2)} s${report.input.via === 'c-store' ? ' (includes the study timeout)' : ''}`);
+  if (report.receiveSeconds !== undefined) lines.push(`  study received and handed on as a job in ${report.receiveSeconds.toFixed(2)} s${report.input.via !== 'ingest' ? ' (includes the study timeout)' : ''}`);
   for (const job of report.jobs) {
     lines.push(`  job ${job.id}: ${job.state}, ${job.instances} instances, study ${job.studyInstanceUID}`);
     const mine = report.timings.filter((t) => t.jobId === job.id && t.type !== 'debug' && t.type !== 'catch' && t.type !== 'status');

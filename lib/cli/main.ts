@@ -89,7 +89,7 @@ registerCommand('deploy', {
   load: async () => ({ run: (await import('../../flows/cli')).runDeploy }),
 });
 registerCommand('run', {
-  usage: 'run <pipeline.yaml|flow.json> --input <dicom-dir> --out <dir> [--via ingest|c-store] [--serve] [--json]',
+  usage: 'run <pipeline.yaml|flow.json> --input <dicom-dir> --out <dir> [--via ingest|c-store|storescu] [--serve] [--json]',
   summary: 'run a flow as a batch job in a Node-RED runtime started for it; exit 1 unless every job finished and was delivered',
   load: async () => ({ run: (await import('../../flows/cli')).runRun }),
 });

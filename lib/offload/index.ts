@@ -7,6 +7,7 @@
  * of its own, started on first use and kept: jobs go in as folder paths and options, results come back as
  * the same plain objects the functions return on the main thread.
  */
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { writeJobStructureSets } from '../rtstruct/job';
 import type { renderPublished } from '../render/publish';
@@ -36,8 +37,24 @@ function threadFor(name: OffloadedFunction): RequestWorker<OffloadRequest, unkno
   return thread;
 }
 
-function call(name: OffloadedFunction, args: unknown[]): Promise<unknown> {
-  return threadFor(name).request({ name, args });
+/**
+ * Stage calls running at once, across the threads: one per core. More would not finish sooner (the work is
+ * CPU-bound), and each holds its volumes (a mask, a source series) until it is done, so on a small box the
+ * three branches at once cost memory for nothing.
+ */
+const MAX_RUNNING = Math.max(1, availableParallelism());
+let running = 0;
+const waiting: Array<() => void> = [];
+
+async function call(name: OffloadedFunction, args: unknown[]): Promise<unknown> {
+  if (running >= MAX_RUNNING) await new Promise<void>((resolve) => waiting.push(resolve));
+  running++;
+  try {
+    return await threadFor(name).request({ name, args });
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
 }
 
 /**

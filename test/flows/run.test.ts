@@ -6,6 +6,7 @@ import type { FlowRunReport } from '../../flows/run';
 import { readDicomHeader } from '../../lib/dicom/reader';
 import { Tag } from '../../lib/dicom/tags';
 import { freeLoopbackPort } from '../../lib/dimse/ports';
+import { readJob } from '../../lib/job';
 import { writePhantomStudy } from '../../lib/phantom';
 import { CLARA_PIPELINE_YAML } from '../support/clara';
 import { allFilesUnder, scratchDir } from '../support/tools';
@@ -96,6 +97,24 @@ describe('clara-dicom run (a flow as a batch job in an embedded Node-RED)', func
     assert.deepEqual(allFilesUnder(input), inputFiles, 'folder ingest copies; the input is untouched');
   });
 
+  it('takes the study from dcmtk storescu in a process of its own (--via storescu), as from a PACS', () => {
+    const out = join(scratch.dir, 'storescu');
+    const run = runCli([join(EXAMPLES, '04 DICOM in, SEG out.json'), '--input', input, '--out', out]);
+    assert.equal(run.status, 0, run.stderr + run.stdout);
+    const viaStorescu = runCli([join(EXAMPLES, '04 DICOM in, SEG out.json'), '--input', input, '--out', `${out}-2`, '--via', 'storescu']);
+    assert.equal(viaStorescu.status, 0, viaStorescu.stderr + viaStorescu.stdout);
+    const report = reportOf(`${out}-2`);
+    assert.equal(report.input.via, 'storescu');
+    assert.deepEqual(report.input.skipped, []);
+    assert.match(viaStorescu.stdout, new RegExp(`storescu: ${inputFiles.length} instance\\(s\\) sent to CLARA@127\\.0\\.0\\.1:\\d+`));
+    assert.equal(report.jobs.length, 1);
+    assert.equal(report.jobs[0].instances, inputFiles.length, 'every instance storescu sent reached the job');
+    assert.equal(readJob(report.jobs[0].dir).callingAE, 'CLARA-RUN', 'received from storescu, calling as the run');
+    assert.deepEqual(sopClassesUnder(report.archives[0].dir), [SEG_STORAGE]);
+    // The same study by folder ingest made the same SEG frames: the route changes nothing downstream.
+    assert.equal(report.jobs[0].state, reportOf(out).jobs[0].state);
+  });
+
   it('runs the "Folder watch → RTSTRUCT" example with its watcher switched off and the input handed to its clara-dicom-in', () => {
     const out = join(scratch.dir, 'rtstruct');
     const run = runCli([join(EXAMPLES, '05 Folder watch, RTSTRUCT.json'), '--input', input, '--out', out]);
@@ -149,7 +168,7 @@ describe('clara-dicom run (a flow as a batch job in an embedded Node-RED)', func
     assert.match(run.stderr, /--out <dir> is required/);
     run = runCli([join(EXAMPLES, '04 DICOM in, SEG out.json'), '--input', input, '--out', join(scratch.dir, 'x3'), '--via', 'smoke-signals']);
     assert.equal(run.status, 2);
-    assert.match(run.stderr, /--via must be one of ingest, c-store/);
+    assert.match(run.stderr, /--via must be one of ingest, c-store, storescu/);
     assert.deepEqual(readdirSync(scratch.dir).filter((n) => n === 'x3'), [], 'nothing written on wrong usage');
   });
 });
