@@ -43,17 +43,39 @@ function threadFor(name: OffloadedFunction): RequestWorker<OffloadRequest, unkno
  * three branches at once cost memory for nothing.
  */
 const MAX_RUNNING = Math.max(1, availableParallelism());
+/**
+ * Which waiting call gets a free core first (lower first): the writers, whose results are delivered, before
+ * the snapshots, which nothing downstream waits for.
+ */
+const PRIORITY: Record<OffloadedFunction, number> = { writeJobSegmentations: 0, writeJobStructureSets: 0, renderPublished: 1 };
 let running = 0;
-const waiting: Array<() => void> = [];
+const waiting: Array<{ priority: number; start: () => void }> = [];
+let dispatchQueued = false;
+
+/** Starts waiting calls while cores are free, best priority first; deferred a turn, so that the branches of one job arrive before any starts. */
+function dispatchSoon(): void {
+  if (dispatchQueued) return;
+  dispatchQueued = true;
+  setImmediate(() => {
+    dispatchQueued = false;
+    waiting.sort((a, b) => a.priority - b.priority);
+    while (running < MAX_RUNNING && waiting.length) {
+      running++;
+      waiting.shift()!.start();
+    }
+  });
+}
 
 async function call(name: OffloadedFunction, args: unknown[]): Promise<unknown> {
-  if (running >= MAX_RUNNING) await new Promise<void>((resolve) => waiting.push(resolve));
-  running++;
+  await new Promise<void>((start) => {
+    waiting.push({ priority: PRIORITY[name], start });
+    dispatchSoon();
+  });
   try {
     return await threadFor(name).request({ name, args });
   } finally {
     running--;
-    waiting.shift()?.();
+    dispatchSoon();
   }
 }
 
