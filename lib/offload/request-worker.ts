@@ -23,6 +23,18 @@ export class RequestWorker<Request, Answer> {
     return this.worker !== undefined;
   }
 
+  /** Counts the threads started so far: state kept in a thread (an open session) is gone once this changes. */
+  get generation(): number {
+    return this.threadsStarted;
+  }
+
+  private threadsStarted = 0;
+
+  /** Ends the thread; requests still out fail, and the next request starts a new thread. */
+  async stop(): Promise<void> {
+    await this.worker?.terminate();
+  }
+
   request(body: Request, transfer: Transferable[] = []): Promise<Answer> {
     const worker = this.started();
     const id = this.nextId++;
@@ -36,6 +48,7 @@ export class RequestWorker<Request, Answer> {
   private started(): Worker {
     if (this.worker) return this.worker;
     const worker = new Worker(this.script);
+    this.threadsStarted++;
     worker.unref();
     worker.on('message', (reply: Reply<Answer>) => {
       const waiting = this.pending.get(reply.id);

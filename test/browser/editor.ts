@@ -110,11 +110,22 @@ export async function closeEditDialog(page: Page): Promise<void> {
 /** Picks an option of a typedInput's option menu (the widget Node-RED turns a text input into). */
 export async function chooseTypedOption(page: Page, inputId: string, value: string): Promise<void> {
   const container = page.locator(`#${inputId}`).locator('xpath=..');
-  await container.locator('.red-ui-typedInput-option-trigger').click();
-  // Only the menu just opened is visible; one still closing from an earlier pick is not.
-  await page.locator(`.red-ui-typedInput-options:visible a[value="${value}"]`).click();
-  // The widget writes the choice into its input when the menu closes: wait for it, not for the animation.
-  await page.waitForFunction(([id, v]) => (document.getElementById(id) as HTMLInputElement | null)?.value === v, [inputId, value] as const, { timeout: 10000 });
+  // On a loaded machine a click can land while the tray or an earlier menu still animates, and be lost:
+  // the pick is tried again, up to three times, before the test gives up.
+  for (let attempt = 1; ; attempt++) {
+    const option = page.locator(`.red-ui-typedInput-options:visible a[value="${value}"]`);
+    // Opened unless a menu from the try before is still open (a second click on the trigger would close it).
+    if (!(await option.isVisible().catch(() => false))) await container.locator('.red-ui-typedInput-option-trigger').click();
+    // Only the menu just opened is visible; one still closing from an earlier pick is not.
+    await option.click();
+    try {
+      // The widget writes the choice into its input when the menu closes: wait for it, not for the animation.
+      await page.waitForFunction(([id, v]) => (document.getElementById(id) as HTMLInputElement | null)?.value === v, [inputId, value] as const, { timeout: 10000 });
+      break;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+  }
   await page.waitForSelector('.red-ui-typedInput-options:visible', { state: 'detached', timeout: 10000 }).catch(() => undefined);
 }
 
