@@ -52,28 +52,18 @@ const inferenceThread = new RequestWorker<OrtRequest, OrtAnswer>(join(__dirname,
 
 /** Opens an onnxruntime session on `file` in the inference thread. */
 export async function openWorkerSession(file: string, options: SessionOpenOptions): Promise<WorkerSession> {
-  const open = async () => ({ opened: (await inferenceThread.request({ op: 'open', file, options })) as OpenedSession, generation: inferenceThread.generation });
-  let { opened, generation } = await open();
-  const { session: _session, ...described } = opened;
+  const { session, ...described } = (await inferenceThread.request({ op: 'open', file, options })) as OpenedSession;
   return {
     ...described,
     async run(feeds, outputs) {
-      // A thread that stopped (and failed the requests then out) took its sessions along: open this one again in the new thread.
-      if (inferenceThread.generation !== generation || !inferenceThread.running) ({ opened, generation } = await open());
-      const session = opened.session;
       // A copy the thread can own: the caller's arrays are often views on buffers it goes on using.
       const copies = feeds.map((t) => ({ ...t, data: copyOf(t.data) }));
       return (await inferenceThread.request({ op: 'run', session, feeds: copies, outputs }, copies.map((t) => t.data.buffer as ArrayBuffer))) as WorkerOutput[];
     },
     async release() {
-      if (inferenceThread.generation === generation && inferenceThread.running) await inferenceThread.request({ op: 'close', session: opened.session });
+      await inferenceThread.request({ op: 'close', session });
     },
   };
-}
-
-/** Ends the inference thread (every session in it); the next open or run starts a new one. */
-export function stopInferenceThread(): Promise<void> {
-  return inferenceThread.stop();
 }
 
 function copyOf(data: ArrayBufferView): ArrayBufferView {

@@ -2,6 +2,10 @@
  * A worker thread answering requests, and the main thread's handle on it. Each request gets an id and one
  * reply; the thread keeps the process alive only while a request is out, and a thread that stops fails
  * every request still out (the next request starts a new one).
+ *
+ * There is no stop(): Worker.terminate() while the thread is inside native code (an onnxruntime run) aborts
+ * the whole process ("terminate called after throwing an instance of 'Napi::Error'"). Idle threads are
+ * unreferenced instead, so they never keep the process from exiting.
  */
 import { type Transferable, Worker, parentPort } from 'node:worker_threads';
 
@@ -23,18 +27,6 @@ export class RequestWorker<Request, Answer> {
     return this.worker !== undefined;
   }
 
-  /** Counts the threads started so far: state kept in a thread (an open session) is gone once this changes. */
-  get generation(): number {
-    return this.threadsStarted;
-  }
-
-  private threadsStarted = 0;
-
-  /** Ends the thread; requests still out fail, and the next request starts a new thread. */
-  async stop(): Promise<void> {
-    await this.worker?.terminate();
-  }
-
   request(body: Request, transfer: Transferable[] = []): Promise<Answer> {
     const worker = this.started();
     const id = this.nextId++;
@@ -48,7 +40,6 @@ export class RequestWorker<Request, Answer> {
   private started(): Worker {
     if (this.worker) return this.worker;
     const worker = new Worker(this.script);
-    this.threadsStarted++;
     worker.unref();
     worker.on('message', (reply: Reply<Answer>) => {
       const waiting = this.pending.get(reply.id);
