@@ -229,7 +229,7 @@ async function prepareFlow(source: FlowNode[], outDir: string, options: FlowRunO
       archives.push({ node: receiver, dir: workRoot });
     } else {
       entryPort = port;
-      if (options.via !== undefined && options.via !== 'ingest' && typeof receiver.allow === 'string' && receiver.allow.trim()) receiver.allow = `${receiver.allow}\n${RUN_CALLING_AE}@127.0.0.1`;
+      if ((options.via ?? 'ingest') !== 'ingest' && typeof receiver.allow === 'string' && receiver.allow.trim()) receiver.allow = `${receiver.allow}\n${RUN_CALLING_AE}@127.0.0.1`;
     }
     Object.assign(receiver, { host: '127.0.0.1', port, studyTimeout, workRoot });
   }
@@ -409,12 +409,12 @@ export async function runFlow(options: FlowRunOptions): Promise<FlowRunReport> {
     log(`  Node-RED ${RED.version()} running the flow (editor ${editorUrl} while the run lasts)`);
 
     firstHandOver = Date.now();
+    const calledAE = String(prepared.entry.aeTitle ?? 'CLARA');
     if (via === 'c-store') {
-      const sent = await sendFiles(instances, { host: '127.0.0.1', port: prepared.entryPort, callingAE: RUN_CALLING_AE, calledAE: String(prepared.entry.aeTitle ?? 'CLARA') });
-      log(`  C-STORE: ${sent.sent} of ${instances.length} instances stored by ${String(prepared.entry.aeTitle ?? 'CLARA')}@127.0.0.1:${prepared.entryPort} in ${((Date.now() - firstHandOver) / 1000).toFixed(2)} s`);
+      const sent = await sendFiles(instances, { host: '127.0.0.1', port: prepared.entryPort, callingAE: RUN_CALLING_AE, calledAE });
+      log(`  C-STORE: ${sent.sent} of ${instances.length} instances stored by ${calledAE}@127.0.0.1:${prepared.entryPort} in ${((Date.now() - firstHandOver) / 1000).toFixed(2)} s`);
       for (const f of sent.failed) skipped.push({ path: f.file, reason: `C-STORE status ${f.status}` });
     } else if (via === 'storescu') {
-      const calledAE = String(prepared.entry.aeTitle ?? 'CLARA');
       const failure = await storescu(instances, prepared.entryPort, calledAE);
       log(`  storescu: ${instances.length} instance(s) sent to ${calledAE}@127.0.0.1:${prepared.entryPort} in ${((Date.now() - firstHandOver) / 1000).toFixed(2)} s${failure ? `; ${failure}` : ''}`);
       if (failure) skipped.push({ path: inputDir, reason: failure });

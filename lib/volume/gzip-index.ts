@@ -102,8 +102,29 @@ export function wholeInflateChunkSize(gz: Buffer): number {
   return Math.max(64 * 1024, Math.min(stated + 1, gz.length * 1032 + 1024, 2 ** 30));
 }
 
-/** Blocks inflating at once: libuv's pool has 4 threads by default, and each finished block is held until copied. */
+/** Blocks being deflated or inflated at once: libuv's pool has 4 threads by default, and each finished block is held until used. */
 const BLOCKS_IN_FLIGHT = 4;
+
+/**
+ * Starts `work` for blocks 0 … count−1 on the thread pool, at most BLOCKS_IN_FLIGHT at once, and hands each
+ * result to `each` in block order, starting the next block as one is taken. A failure is thrown in block
+ * order; blocks still in flight after it are left to settle unobserved.
+ */
+export async function inBlockOrder<T>(count: number, work: (block: number) => Promise<T>, each: (result: T, block: number) => void): Promise<void> {
+  const pending: Array<Promise<T>> = [];
+  let next = 0;
+  const launch = () => {
+    const working = work(next++);
+    working.catch(() => undefined);
+    pending.push(working);
+  };
+  while (next < Math.min(count, BLOCKS_IN_FLIGHT)) launch();
+  for (let block = 0; block < count; block++) {
+    const result = await (pending.shift() as Promise<T>);
+    if (next < count) launch();
+    each(result, block);
+  }
+}
 
 /**
  * A whole .gz file inflated off the event loop: an indexed file (above) block by block in parallel on the
@@ -116,25 +137,18 @@ export async function gunzipOffThread(gz: Buffer): Promise<Buffer> {
   const out = Buffer.allocUnsafe(inflatedSize);
   const starts: number[] = [];
   for (let i = 0, at = dataStart; i < blocks.length; at += blocks[i].compressed, i++) starts.push(at);
-  const pending: Array<Promise<Buffer>> = [];
-  let next = 0;
-  const launch = () => {
-    const i = next++;
-    const inflating = inflateBlock(gz.subarray(starts[i], starts[i] + blocks[i].compressed), blocks[i].inflated, i === blocks.length - 1);
-    inflating.catch(() => undefined);
-    pending.push(inflating);
-  };
-  while (next < Math.min(blocks.length, BLOCKS_IN_FLIGHT)) launch();
   let crc = 0;
   let written = 0;
-  for (const [i, block] of blocks.entries()) {
-    const inflated = await (pending.shift() as Promise<Buffer>);
-    if (next < blocks.length) launch();
-    if (inflated.length !== block.inflated) throw new Error(`block ${i + 1} of ${blocks.length} inflated to ${inflated.length} bytes, not the ${block.inflated} its index states`);
-    inflated.copy(out, written);
-    crc = crc32(inflated, crc);
-    written += inflated.length;
-  }
+  await inBlockOrder(
+    blocks.length,
+    (i) => inflateBlock(gz.subarray(starts[i], starts[i] + blocks[i].compressed), blocks[i].inflated, i === blocks.length - 1),
+    (inflated, i) => {
+      if (inflated.length !== blocks[i].inflated) throw new Error(`block ${i + 1} of ${blocks.length} inflated to ${inflated.length} bytes, not the ${blocks[i].inflated} its index states`);
+      inflated.copy(out, written);
+      crc = crc32(inflated, crc);
+      written += inflated.length;
+    },
+  );
   if (crc >>> 0 !== gz.readUInt32LE(gz.length - 8)) throw new Error('incorrect data check (the inflated bytes do not match the gzip CRC)');
   return out;
 }

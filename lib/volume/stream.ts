@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { constants as zlibConstants, crc32, deflateRaw } from 'node:zlib';
-import { encodeBlockIndex, gzipHeaderWithIndex } from './gzip-index';
+import { encodeBlockIndex, gzipHeaderWithIndex, inBlockOrder } from './gzip-index';
 import { niftiHeader } from './nifti';
 import { yieldToEventLoop } from './scan';
 import type { Volume } from './types';
@@ -18,8 +18,6 @@ function* inChunks(parts: Uint8Array[]): Generator<Uint8Array> {
 
 /** Input bytes per gzip block: blocks are deflated side by side on libuv's thread pool, as pigz does. */
 const GZIP_BLOCK_BYTES = 4 << 20;
-/** Blocks being deflated at once (libuv's pool has 4 threads by default); bounds the output held. */
-const GZIP_BLOCKS_IN_FLIGHT = 4;
 
 function writeAll(fd: number, bytes: Uint8Array, position?: number): void {
   for (let done = 0; done < bytes.byteLength; ) done += writeSync(fd, bytes, done, bytes.byteLength - done, position === undefined ? null : position + done);
@@ -48,29 +46,21 @@ async function writeGzip(fd: number, parts: Uint8Array[]): Promise<void> {
   const blocks: Uint8Array[] = [];
   for (const part of parts) for (let o = 0; o < part.byteLength; o += GZIP_BLOCK_BYTES) blocks.push(part.subarray(o, Math.min(part.byteLength, o + GZIP_BLOCK_BYTES)));
   if (blocks.length === 0) blocks.push(new Uint8Array(0));
-  const pending: Array<Promise<Buffer>> = [];
-  let next = 0;
-  const launch = () => {
-    const deflating = deflateBlock(blocks[next], next === blocks.length - 1);
-    // A failure is thrown where the block is awaited; one left behind by an earlier failure is not unhandled.
-    deflating.catch(() => undefined);
-    pending.push(deflating);
-    next++;
-  };
-  while (next < Math.min(blocks.length, GZIP_BLOCKS_IN_FLIGHT)) launch();
   const header = gzipHeaderWithIndex(blocks.length);
   writeAll(fd, header.bytes);
   const compressedSizes: number[] = [];
   let crc = 0;
   let size = 0;
-  for (const block of blocks) {
-    crc = crc32(block, crc);
-    size += block.byteLength;
-    const out = await (pending.shift() as Promise<Buffer>);
-    if (next < blocks.length) launch();
-    writeAll(fd, out);
-    compressedSizes.push(out.byteLength);
-  }
+  await inBlockOrder(
+    blocks.length,
+    (i) => deflateBlock(blocks[i], i === blocks.length - 1),
+    (out, i) => {
+      crc = crc32(blocks[i], crc);
+      size += blocks[i].byteLength;
+      writeAll(fd, out);
+      compressedSizes.push(out.byteLength);
+    },
+  );
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
   trailer.writeUInt32LE(size % 2 ** 32, 4);
