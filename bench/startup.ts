@@ -9,10 +9,11 @@
  * Run as a script (`node startup.js --require <file>`) this module is the probe for one node module.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { freeLoopbackPort } from '../lib/dimse/ports';
+import { writeHeadlessUserDir } from '../test/support/headless-red';
 import { BUILD_DIR, packageRootForThisBuild } from './package-root';
 import { median, timeProcess } from './process';
 import type { BenchOptions, BenchRow } from './types';
@@ -23,23 +24,7 @@ interface StartTiming {
 }
 
 async function writeSettings(userDir: string, nodesDir: string[]): Promise<string> {
-  mkdirSync(userDir, { recursive: true });
-  writeFileSync(join(userDir, 'flows.json'), '[]');
-  const settings = {
-    uiHost: '127.0.0.1',
-    uiPort: await freeLoopbackPort(),
-    userDir,
-    flowFile: 'flows.json',
-    credentialSecret: false,
-    nodesDir,
-    logging: { console: { level: 'info' } },
-    diagnostics: { enabled: false, ui: false },
-    telemetry: { enabled: false },
-    editorTheme: { projects: { enabled: false }, tours: false },
-  };
-  const file = join(userDir, 'settings.js');
-  writeFileSync(file, `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
-  return file;
+  return writeHeadlessUserDir(userDir, [], await freeLoopbackPort(), nodesDir);
 }
 
 /** Spawn to "Started flows", then SIGINT; peak RSS read from /proc just before the stop. */

@@ -185,3 +185,32 @@ export async function waitInPage<T>(page: Page, check: () => Promise<T | undefin
     await delay(100);
   }
 }
+
+/** Pixels of a PNG screenshot counted in the browser itself (a 2D canvas reads it back). */
+export async function countPixels(page: Page, png: Buffer): Promise<{ width: number; height: number; lit: number; overlay: number; box: number[]; quadrants: number[] }> {
+  return page.evaluate(async (dataUrl) => {
+    const img = new Image();
+    img.src = dataUrl;
+    await img.decode();
+    const canvas = document.createElement('canvas');
+    [canvas.width, canvas.height] = [img.width, img.height];
+    const ctx = canvas.getContext('2d')!;
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, img.width, img.height).data;
+    let lit = 0, overlay = 0;
+    const box = [Infinity, Infinity, -1, -1];
+    // niivue's multiplanar layout here is 2 × 2 tiles (coronal, sagittal / axial, 3D): red per tile.
+    const quadrants = [0, 0, 0, 0];
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i] + d[i + 1] + d[i + 2] > 60) lit++;
+      // Label 1 is pure red blended over grey: red well above green and blue, green ≈ blue.
+      if (d[i] > d[i + 1] + 60 && Math.abs(d[i + 1] - d[i + 2]) < 24) {
+        overlay++;
+        const x = (i / 4) % img.width, y = Math.floor(i / 4 / img.width);
+        quadrants[(y < img.height / 2 ? 0 : 2) + (x < img.width / 2 ? 0 : 1)]++;
+        box[0] = Math.min(box[0], x); box[1] = Math.min(box[1], y); box[2] = Math.max(box[2], x); box[3] = Math.max(box[3], y);
+      }
+    }
+    return { width: img.width, height: img.height, lit, overlay, box, quadrants };
+  }, `data:image/png;base64,${png.toString('base64')}`);
+}

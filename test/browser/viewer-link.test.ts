@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { freeLoopbackPort } from '../../lib/dimse/ports';
 import { writePhantomStudy } from '../../lib/phantom';
 import { dicomFilesUnder, storeResponses, storescu } from '../dimse/helpers';
 import { type HeadlessRed, PACKAGE_ROOT, startHeadlessRed } from '../support/headless-red';
 import { scratchDir } from '../support/tools';
-import { BROWSER_ARTIFACTS, type DeployedNode, launchChromium, openEditDialog, openEditor, snap, statusLabel, waitInPage } from './editor';
+import { BROWSER_ARTIFACTS, type DeployedNode, countPixels, launchChromium, openEditDialog, openEditor, snap, statusLabel, waitInPage } from './editor';
 
 const EXAMPLE_02 = join(PACKAGE_ROOT, 'examples', '02 Receive, select and segment a study.json');
 
@@ -20,23 +20,6 @@ function exampleWithRenderNode(port: number, workRoot: string): DeployedNode[] {
   infer.wires = [[...infer.wires![0], 'render']];
   flow.push({ id: 'render', type: 'clara-render-register', z: dicomIn.z, name: '', mode: 'viewer', url: '', timeout: '30', workRoot: '', x: 700, y: 240, wires: [[]] });
   return flow;
-}
-
-/** Share of the canvas that is not background (niivue clears to black): the volume was drawn. */
-async function litShare(page: Page, png: Buffer): Promise<number> {
-  return page.evaluate(async (dataUrl) => {
-    const img = new Image();
-    img.src = dataUrl;
-    await img.decode();
-    const canvas = document.createElement('canvas');
-    [canvas.width, canvas.height] = [img.width, img.height];
-    const ctx = canvas.getContext('2d')!;
-    ctx.drawImage(img, 0, 0);
-    const d = ctx.getImageData(0, 0, img.width, img.height).data;
-    let lit = 0;
-    for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 60) lit++;
-    return lit / (img.width * img.height);
-  }, `data:image/png;base64,${png.toString('base64')}`);
 }
 
 /**
@@ -99,7 +82,9 @@ describe('editor: phantom study → render node link → viewer (chromium, headl
     assert.ok(volumes.every((n) => n > 0));
     await viewer.waitForTimeout(800); // a few frames drawn
     const canvas = await viewer.locator('#gl').screenshot({ path: join(BROWSER_ARTIFACTS, 'c3-viewer-canvas.png') });
-    const lit = await litShare(viewer, canvas);
+    // Share of the canvas that is not background (niivue clears to black): the volume was drawn.
+    const pixels = await countPixels(viewer, canvas);
+    const lit = pixels.lit / (pixels.width * pixels.height);
     assert.ok(lit > 0.05, `the canvas shows the volume (${(lit * 100).toFixed(1)} % lit)`);
     await snap(viewer, 'c3-viewer');
 

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { SopClass } from '../../lib/dicom/uids';
 import { type OutboxTask, loadTask } from '../../lib/dimse/outbox';
 import { freeLoopbackPort } from '../../lib/dimse/ports';
 import { type JobRecord, writeJob } from '../../lib/job';
 import { receivedUids, startStorescp, writeMrSeries } from '../dimse/storescp';
+import { writeHeadlessUserDir } from '../support/headless-red';
 import { delay, hasTool, scratchDir } from '../support/tools';
 
 /**
@@ -20,23 +21,8 @@ interface Red {
 }
 
 async function startRed(userDir: string, flow: unknown[]): Promise<Red> {
-  mkdirSync(userDir, { recursive: true });
-  writeFileSync(join(userDir, 'flows.json'), JSON.stringify(flow));
   const nodes = join(__dirname, '..', '..', 'nodes');
-  const settings = {
-    uiHost: '127.0.0.1',
-    uiPort: await freeLoopbackPort(),
-    userDir,
-    flowFile: 'flows.json',
-    credentialSecret: false,
-    nodesDir: [join(nodes, 'clara-dicom-destination'), join(nodes, 'clara-scu-out'), join(nodes, 'clara-dicom-in')],
-    logging: { console: { level: 'info' } },
-    diagnostics: { enabled: false, ui: false },
-    telemetry: { enabled: false },
-    editorTheme: { projects: { enabled: false }, tours: false },
-  };
-  const settingsFile = join(userDir, 'settings.js');
-  writeFileSync(settingsFile, `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
+  const settingsFile = writeHeadlessUserDir(userDir, flow, await freeLoopbackPort(), [join(nodes, 'clara-dicom-destination'), join(nodes, 'clara-scu-out'), join(nodes, 'clara-dicom-in')]);
   let output = '';
   const child: ChildProcess = spawn(process.execPath, [require.resolve('node-red/red.js'), '--settings', settingsFile, '--userDir', userDir], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));

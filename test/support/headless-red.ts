@@ -32,13 +32,11 @@ export interface HeadlessRed {
 }
 
 /**
- * Starts Node-RED's own red.js in a child process, on 127.0.0.1, with this package loaded as a module and
- * `flow` as its flows file: the runtime a user runs, not the test helper's stand-in. With `users`, the
- * admin API is locked by adminAuth.
+ * A user directory for red.js: `flow` as flows.json and a settings.js for 127.0.0.1:`uiPort`, loading the nodes
+ * in `nodesDir`, with no editor prompts. With `users`, the admin API is locked by adminAuth. Returns settings.js.
  */
-export async function startHeadlessRed(userDir: string, flow: unknown[], options: { users?: HeadlessUser[]; env?: NodeJS.ProcessEnv } = {}): Promise<HeadlessRed> {
+export function writeHeadlessUserDir(userDir: string, flow: unknown[], uiPort: number, nodesDir: string[], users?: HeadlessUser[]): string {
   mkdirSync(userDir, { recursive: true });
-  const uiPort = await freeLoopbackPort();
   writeFileSync(join(userDir, 'flows.json'), JSON.stringify(flow));
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const bcrypt = require('bcryptjs') as { hashSync(text: string, rounds: number): string };
@@ -48,10 +46,8 @@ export async function startHeadlessRed(userDir: string, flow: unknown[], options
     userDir,
     flowFile: 'flows.json',
     credentialSecret: false,
-    nodesDir: [PACKAGE_ROOT],
-    adminAuth: options.users
-      ? { type: 'credentials', users: options.users.map((u) => ({ username: u.username, password: bcrypt.hashSync(u.password, 8), permissions: u.permissions })) }
-      : undefined,
+    nodesDir,
+    adminAuth: users ? { type: 'credentials', users: users.map((u) => ({ username: u.username, password: bcrypt.hashSync(u.password, 8), permissions: u.permissions })) } : undefined,
     logging: { console: { level: 'info' } },
     // No update-check prompt over the editor, no tours: the tests drive the editor without them.
     diagnostics: { enabled: false, ui: false },
@@ -60,6 +56,17 @@ export async function startHeadlessRed(userDir: string, flow: unknown[], options
   };
   const settingsFile = join(userDir, 'settings.js');
   writeFileSync(settingsFile, `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
+  return settingsFile;
+}
+
+/**
+ * Starts Node-RED's own red.js in a child process, on 127.0.0.1, with this package loaded as a module and
+ * `flow` as its flows file: the runtime a user runs, not the test helper's stand-in. With `users`, the
+ * admin API is locked by adminAuth.
+ */
+export async function startHeadlessRed(userDir: string, flow: unknown[], options: { users?: HeadlessUser[]; env?: NodeJS.ProcessEnv } = {}): Promise<HeadlessRed> {
+  const uiPort = await freeLoopbackPort();
+  const settingsFile = writeHeadlessUserDir(userDir, flow, uiPort, [PACKAGE_ROOT], options.users);
   let output = '';
   const child: ChildProcess = spawn(process.execPath, [require.resolve('node-red/red.js'), '--settings', settingsFile, '--userDir', userDir], {
     env: { ...process.env, ...options.env },
