@@ -425,6 +425,7 @@ export async function runFlow(options: FlowRunOptions): Promise<FlowRunReport> {
       log(`  folder ingest: ${inputDir} handed to clara-dicom-in "${String(prepared.entry.name ?? prepared.entry.id)}"`);
     }
 
+    const sentAt = Date.now();
     const stores = [new JobStore(prepared.jobsDir), ...prepared.archives.map((a) => new JobStore(a.dir))];
     const deadline = started + (options.timeoutMs ?? 600000);
     let quiet = 0;
@@ -440,8 +441,15 @@ export async function runFlow(options: FlowRunOptions): Promise<FlowRunReport> {
         }
       });
       const busy = enRoute > 0 || handling > 0 || receiving || undelivered || emittedJobs.size === 0;
-      // In ingest mode the node answers even when nothing was taken: then there is no job to wait for.
-      const gaveUp = emittedJobs.size === 0 && via === 'ingest' && handling === 0 && enRoute === 0 && Date.now() - lastActivity > 1000 && timings.some((t) => t.nodeId === prepared.entry.id);
+      // Nothing will come when nothing was taken: in ingest mode the node answers even then; over C-STORE the
+      // sender has finished, and a study timeout has passed with no job receiving (a sender that could not
+      // start, or every instance refused).
+      const nothingTaken = emittedJobs.size === 0 && handling === 0 && enRoute === 0;
+      const gaveUp =
+        nothingTaken &&
+        (via === 'ingest'
+          ? Date.now() - lastActivity > 1000 && timings.some((t) => t.nodeId === prepared.entry.id)
+          : !receiving && Date.now() - sentAt > (options.studyTimeoutSeconds ?? 1) * 1000 + 1000);
       quiet = busy && !gaveUp ? 0 : quiet + 1;
       if (quiet >= QUIET_POLLS) break;
       if (Date.now() > deadline) {

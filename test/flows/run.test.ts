@@ -22,8 +22,8 @@ interface FlowNode {
   [key: string]: unknown;
 }
 
-function runCli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const run = spawnSync(process.execPath, [CLI, 'run', ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+function runCli(args: string[], env: NodeJS.ProcessEnv = {}): { status: number | null; stdout: string; stderr: string } {
+  const run = spawnSync(process.execPath, [CLI, 'run', ...args], { encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, ...env } });
   return { status: run.status, stdout: run.stdout, stderr: run.stderr };
 }
 
@@ -113,6 +113,15 @@ describe('clara-dicom run (a flow as a batch job in an embedded Node-RED)', func
     assert.deepEqual(sopClassesUnder(report.archives[0].dir), [SEG_STORAGE]);
     // The same study by folder ingest made the same SEG frames: the route changes nothing downstream.
     assert.equal(report.jobs[0].state, reportOf(out).jobs[0].state);
+
+    // Without dcmtk on the PATH, nothing is sent: the run says why and ends after a study timeout, not at --timeout.
+    const noDcmtk = runCli([join(EXAMPLES, '04 DICOM in, SEG out.json'), '--input', input, '--out', `${out}-3`, '--via', 'storescu', '--timeout', '120'], { PATH: '/nonexistent' });
+    assert.equal(noDcmtk.status, 1, noDcmtk.stderr + noDcmtk.stdout);
+    assert.match(noDcmtk.stdout, /storescu could not start \(spawn storescu ENOENT\): install dcmtk, or use --via c-store/);
+    const failed = reportOf(`${out}-3`);
+    assert.equal(failed.timedOut, false, 'the run stopped when nothing could arrive, not at --timeout');
+    assert.deepEqual(failed.jobs, []);
+    assert.match(failed.input.skipped.map((s) => s.reason).join('\n'), /storescu could not start/);
   });
 
   it('runs the "Folder watch → RTSTRUCT" example with its watcher switched off and the input handed to its clara-dicom-in', () => {
